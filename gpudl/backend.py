@@ -1,0 +1,197 @@
+"""The one place that knows NumPy from CuPy.
+
+Every other module asks this one for the active array module (``xp``), for the module of
+a given array (``get_array_module``) and for moves between host and device. CuPy is
+imported only when asked for, so ``import gpudl`` never initialises CUDA.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import types
+
+import numpy as np
+
+from .errors import BackendUnavailableError
+
+__all__ = [
+    "set_backend", "get_backend", "xp", "to_numpy", "to_backend", "get_array_module",
+    "is_cupy_array", "check_same_backend", "cupy_available", "describe", "default_dtype",
+]
+
+logger = logging.getLogger("gpudl")
+
+BACKENDS = ("numpy", "cupy", "auto")
+
+#: default floating dtype for new tensors and parameters
+default_dtype = np.float32
+
+_xp: types.ModuleType = np
+
+_name = "numpy"
+_reason = "default"
+_env_read = False
+_cupy = None
+
+
+def _import_cupy():
+    """Import CuPy and check it can run; raise BackendUnavailableError saying why not."""
+    global _cupy
+    if _cupy is not None:
+        return _cupy
+    try:
+        import cupy  # noqa: PLC0415  (only here: the one module that imports cupy)
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            "backend 'cupy' needs the CuPy package, which is not installed "
+            f"({exc}); install gpudl[gpu] (cupy-cuda12x) on a machine with an NVIDIA GPU"
+        ) from None
+    except Exception as exc:  # a broken CuPy install (wrong CUDA toolkit, ...)
+        raise BackendUnavailableError(f"backend 'cupy': importing CuPy failed: {exc}") from None
+    try:
+        version = cupy.cuda.runtime.driverGetVersion()
+    except Exception as exc:
+        raise BackendUnavailableError(
+            f"backend 'cupy': CuPy is installed but no CUDA driver was found ({exc})") from None
+    if version == 0:
+        raise BackendUnavailableError("backend 'cupy': CuPy is installed but no CUDA driver was found")
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:
+        raise BackendUnavailableError(
+            f"backend 'cupy': CUDA driver {version} found but no usable GPU device ({exc})") from None
+    if count < 1:
+        raise BackendUnavailableError(
+            f"backend 'cupy': CUDA driver {version} found but no GPU device is visible")
+    _cupy = cupy
+    return cupy
+
+
+def cupy_available() -> bool:
+    """True when CuPy imports and sees a GPU (never raises)."""
+    try:
+        _import_cupy()
+    except BackendUnavailableError:
+        return False
+    return True
+
+
+def set_backend(name: str) -> str:
+    """Select ``"numpy"``, ``"cupy"`` or ``"auto"``; returns the backend now active.
+
+    ``auto`` picks CuPy only where it can run, else NumPy, and logs which and why.
+    """
+    global _xp, _name, _reason, _env_read
+    _env_read = True  # an explicit choice wins over GPUDL_BACKEND
+    if not isinstance(name, str) or name.lower() not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}: expected one of {', '.join(map(repr, BACKENDS))}")
+    name = name.lower()
+    if name == "numpy":
+        _xp, _name, _reason = np, "numpy", "asked for"
+    elif name == "cupy":
+        _xp, _name, _reason = _import_cupy(), "cupy", "asked for"
+    else:
+        try:
+            _xp, _name, _reason = _import_cupy(), "cupy", "auto: a CUDA GPU is available"
+        except BackendUnavailableError as exc:
+            _xp, _name, _reason = np, "numpy", f"auto: {exc}"
+        logger.info("gpudl backend: %s (%s)", _name, _reason)
+    return _name
+
+
+def _read_env():
+    global _env_read
+    if not _env_read:
+        _env_read = True
+        env = os.environ.get("GPUDL_BACKEND")
+        if env:
+            set_backend(env)
+
+
+def get_backend() -> str:
+    """The active backend's name: ``"numpy"`` or ``"cupy"``."""
+    _read_env()
+    return _name
+
+
+def get_xp() -> types.ModuleType:
+    """The active array module (honours GPUDL_BACKEND on first use)."""
+    _read_env()
+    return _xp
+
+
+def __getattr__(name):
+    # ``gpudl.backend.xp`` is looked up afresh each time, so it follows set_backend
+    if name == "xp":
+        return get_xp()
+    raise AttributeError(f"module 'gpudl.backend' has no attribute {name!r}")
+
+
+def describe() -> str:
+    """One line: which backend is active and why."""
+    _read_env()
+    return f"{_name} ({_reason})"
+
+
+def is_cupy_array(a) -> bool:
+    return type(a).__module__.startswith("cupy")
+
+
+def get_array_module(*arrays) -> types.ModuleType:
+    """numpy or cupy, from the arrays given (Tensors are looked through)."""
+    for a in arrays:
+        a = getattr(a, "data", a) if _is_tensor(a) else a
+        if is_cupy_array(a):
+            return _import_cupy()
+    return np
+
+
+def _is_tensor(a) -> bool:
+    from .autograd import Tensor
+    return isinstance(a, Tensor)
+
+
+def _kind(a) -> str:
+    if is_cupy_array(a):
+        return "cupy"
+    if isinstance(a, (np.ndarray, np.generic)):
+        return "numpy"
+    return "other"
+
+
+def check_same_backend(arrays, where: str = "operation") -> None:
+    """Raise TypeError when numpy and cupy arrays meet in one call, naming both types."""
+    seen = {}
+    for a in arrays:
+        k = _kind(a)
+        if k != "other":
+            seen.setdefault(k, type(a))
+    if len(seen) > 1:
+        raise TypeError(
+            f"{where}: arrays of two backends in one call: {seen['numpy'].__module__}."
+            f"{seen['numpy'].__name__} (numpy) and {seen['cupy'].__module__}.{seen['cupy'].__name__} "
+            "(cupy); move them to one backend first (gpudl.to_numpy, Tensor.to, Model.to)")
+
+
+def to_numpy(a) -> np.ndarray:
+    """A host NumPy copy (or view, for NumPy input) of an array or Tensor."""
+    if _is_tensor(a):
+        a = a.data
+    if is_cupy_array(a):
+        return a.get()
+    return np.asarray(a)
+
+
+def to_backend(a, name: str | None = None):
+    """Move an array to backend ``name`` (default: the active one)."""
+    name = name or get_backend()
+    if name == "numpy":
+        return to_numpy(a)
+    if name == "cupy":
+        cp = _import_cupy()
+        return cp.asarray(a)
+    raise ValueError(f"unknown backend {name!r}: expected 'numpy' or 'cupy'")
+
+
+def backend_of(a) -> str:
+    return "cupy" if is_cupy_array(getattr(a, "data", a) if _is_tensor(a) else a) else "numpy"
