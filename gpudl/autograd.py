@@ -252,6 +252,14 @@ class Parameter(Tensor):
         super().__init__(data, requires_grad=True, dtype=dtype, name=name)
         self.regularizer = regularizer
 
+    @classmethod
+    def _wrap_param(cls, array, name=None, regularizer=None) -> "Parameter":
+        """A Parameter around an existing backend array (no copy, no move)."""
+        p = cls.__new__(cls)
+        p.data, p.grad, p.creator, p.requires_grad = array, None, None, True
+        p.name, p._index, p.regularizer = name, 0, regularizer
+        return p
+
     def __repr__(self):
         return f"Parameter(name={self.name!r}, shape={self.shape}, dtype={self.dtype})"
 

@@ -1,0 +1,11 @@
+"""gpudl's functional API (PyTorch-style): ``from gpudl import functional as F``."""
+from .activation import leaky_relu, log_softmax, maxout, prelu, relu, sigmoid, softmax, tanh
+from .dropout import dropout
+from .linear import linear
+from .loss import categorical_crossentropy, mean_squared_error, softmax_cross_entropy
+from .shape import flatten
+
+__all__ = [
+    "linear", "sigmoid", "tanh", "relu", "leaky_relu", "prelu", "maxout", "softmax", "log_softmax",
+    "softmax_cross_entropy", "mean_squared_error", "categorical_crossentropy", "dropout", "flatten",
+]

@@ -1,0 +1,186 @@
+"""The Layer base: lazy build from the first input, ordered parameters, input checks.
+
+A layer composes functional ops; it never writes its own backward pass.
+"""
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+import numpy as np
+
+from .. import backend
+from .. import initializers
+from ..autograd import Parameter, Tensor
+
+__all__ = ["Layer", "InputSpec", "get_layer_class", "reset_name_counters"]
+
+_REGISTRY: dict[str, type] = {}
+_COUNTERS: defaultdict = defaultdict(int)
+
+
+def reset_name_counters():
+    """Start automatic layer names afresh ('dense', 'dense_1', ...)."""
+    _COUNTERS.clear()
+
+
+def _snake(name: str) -> str:
+    s = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name)
+    s = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", s)
+    return s.lower()
+
+
+def get_layer_class(name: str) -> type:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown layer class {name!r}: expected one of {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+class InputSpec:
+    """What a built layer accepts: a rank (exact or minimum) and fixed sizes of some axes."""
+
+    def __init__(self, ndim=None, min_ndim=None, axes=None):
+        self.ndim, self.min_ndim, self.axes = ndim, min_ndim, dict(axes or {})
+
+    def describe(self) -> str:
+        parts = []
+        if self.ndim is not None:
+            parts.append(f"rank {self.ndim}")
+        elif self.min_ndim is not None:
+            parts.append(f"rank >= {self.min_ndim}")
+        for ax, n in self.axes.items():
+            parts.append("last axis %d" % n if ax == -1 else f"axis {ax} of size {n}")
+        return ", ".join(parts)
+
+    def accepts(self, shape) -> bool:
+        nd = len(shape)
+        if self.ndim is not None and nd != self.ndim:
+            return False
+        if self.min_ndim is not None and nd < self.min_ndim:
+            return False
+        for ax, n in self.axes.items():
+            if not -nd <= ax < nd or shape[ax] != n:
+                return False
+        return True
+
+
+class Layer:
+    """Base of every layer: ``layer(x)`` builds on first use, checks, then runs ``forward``."""
+
+    #: rank checked before build (None: any); subclasses set it
+    input_ndim = None
+    input_min_ndim = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _REGISTRY[cls.__name__] = cls
+
+    def __init__(self, name: str | None = None):
+        if name is None:
+            base = _snake(type(self).__name__)
+            k = _COUNTERS[base]
+            _COUNTERS[base] += 1
+            name = base if k == 0 else f"{base}_{k}"
+        elif not isinstance(name, str) or not name:
+            raise ValueError(f"layer name must be a non-empty string, got {name!r}")
+        self.name = name
+        self.built = False
+        self.training = True
+        self.input_spec: InputSpec | None = None
+        self._params: dict[str, Parameter] = {}
+        self.dtype = None
+
+    # ---- description ----------------------------------------------------------------
+    def __repr__(self):
+        return f"{type(self).__name__}(name={self.name!r})"
+
+    def describe(self) -> str:
+        return f"{type(self).__name__} '{self.name}'"
+
+    def get_config(self) -> dict:
+        """Constructor arguments (JSON-serialisable); used by save/load."""
+        return {"name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Layer":
+        return cls(**config)
+
+    # ---- parameters -----------------------------------------------------------------
+    def add_param(self, name: str, shape, initializer="zeros", regularizer=None, like: Tensor | None = None) -> Parameter:
+        """Create a parameter on ``like``'s backend and dtype, ordered by creation."""
+        dtype = self.dtype or backend.default_dtype
+        init = initializers.get(initializer)
+        value = np.asarray(init(tuple(shape), dtype=dtype), dtype=dtype)
+        if like is not None and backend.is_cupy_array(like.data):
+            value = backend.to_backend(value, "cupy")
+        p = Parameter._wrap_param(value, f"{self.name}/{name}", regularizer)
+        self._params[name] = p
+        setattr(self, name, p)
+        return p
+
+    def sublayers(self) -> list:
+        """Layers held inside this one (Residual, Highway, Bidirectional...)."""
+        return []
+
+    def params(self) -> list:
+        """Every Parameter of this layer and its sublayers, in a fixed order."""
+        out = list(self._params.values())
+        for sub in self.sublayers():
+            out.extend(sub.params())
+        return out
+
+    def train(self, mode: bool = True) -> "Layer":
+        self.training = mode
+        for sub in self.sublayers():
+            sub.train(mode)
+        return self
+
+    def eval(self) -> "Layer":
+        return self.train(False)
+
+    # ---- call -----------------------------------------------------------------------
+    def __call__(self, x):
+        if not isinstance(x, Tensor):
+            x = Tensor(x)
+        dt = x.dtype
+        if dt.kind not in "fiub":
+            raise TypeError(f"{self.describe()} expected a numeric input, got dtype {dt}")
+        if not self.built:
+            self._check_rank(x.shape)
+            self.dtype = dt if dt.kind == "f" else np.dtype(backend.default_dtype)
+            if dt.kind != "f":
+                x = Tensor._wrap(x.data.astype(self.dtype))
+            self.build(x)
+            self.built = True
+        else:
+            if self.input_spec is not None and not self.input_spec.accepts(x.shape):
+                raise ValueError(f"{self.describe()} expected input with {self.input_spec.describe()}, "
+                                 f"got shape {x.shape}")
+            if dt != self.dtype and self.dtype is not None:
+                x = x.astype(self.dtype) if x.requires_grad else Tensor._wrap(x.data.astype(self.dtype))
+            if self._params:
+                first = next(iter(self._params.values()))
+                backend.check_same_backend([x.data, first.data], self.describe())
+        return self.forward(x)
+
+    def _check_rank(self, shape):
+        nd = len(shape)
+        if self.input_ndim is not None and nd != self.input_ndim:
+            raise ValueError(f"{self.describe()} expected input of rank {self.input_ndim}, got shape {shape}")
+        if self.input_min_ndim is not None and nd < self.input_min_ndim:
+            raise ValueError(f"{self.describe()} expected input of rank >= {self.input_min_ndim}, got shape {shape}")
+
+    def build(self, x: Tensor) -> None:
+        """Create parameters from the first input; subclasses override (may do nothing)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} must define forward")
+
+    # ---- backend moves --------------------------------------------------------------
+    def to(self, name: str) -> "Layer":
+        """Move every parameter to backend ``name`` in place."""
+        for p in self.params():
+            p.data = backend.to_backend(p.data, name)
+            if p.grad is not None:
+                p.grad = backend.to_backend(p.grad, name)
+        return self
