@@ -9,3 +9,4 @@ __all__ = [
     "linear", "sigmoid", "tanh", "relu", "leaky_relu", "prelu", "maxout", "softmax", "log_softmax",
     "softmax_cross_entropy", "mean_squared_error", "categorical_crossentropy", "dropout", "flatten",
 ]
+from .recurrent import gru_cell, lstm_cell, simple_rnn_cell, unstack

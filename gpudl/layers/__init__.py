@@ -7,3 +7,4 @@ __all__ = [
     "Layer", "InputSpec", "get_layer_class", "Dense", "Dropout", "Flatten", "ReLU", "LeakyReLU",
     "PReLU", "Sigmoid", "Tanh", "Softmax", "Maxout", "Activation",
 ]
+from .recurrent import Bidirectional, GRU, LSTM, SimpleRNN, TimeDistributed

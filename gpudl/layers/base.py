@@ -139,7 +139,7 @@ class Layer:
         return self.train(False)
 
     # ---- call -----------------------------------------------------------------------
-    def __call__(self, x):
+    def __call__(self, x, **kwargs):
         if not isinstance(x, Tensor):
             x = Tensor(x)
         dt = x.dtype
@@ -161,7 +161,7 @@ class Layer:
             if self._params:
                 first = next(iter(self._params.values()))
                 backend.check_same_backend([x.data, first.data], self.describe())
-        return self.forward(x)
+        return self.forward(x, **kwargs)
 
     def _check_rank(self, shape):
         nd = len(shape)
@@ -173,7 +173,7 @@ class Layer:
     def build(self, x: Tensor) -> None:
         """Create parameters from the first input; subclasses override (may do nothing)."""
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, **kwargs) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__} must define forward")
 
     # ---- backend moves --------------------------------------------------------------

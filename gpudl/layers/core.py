@@ -40,8 +40,10 @@ class Dense(Layer):
             self.add_param("b", (self.units,), self.bias_initializer, self.bias_regularizer, like=x)
         self.input_spec = InputSpec(min_ndim=2, axes={-1: n_in})
 
-    def forward(self, x):
-        return self._act(F.linear(x, self.W, self.b if self.use_bias else None))
+    def forward(self, x, logits=False):
+        """``logits=True`` skips the activation (the fused softmax + cross entropy path)."""
+        z = F.linear(x, self.W, self.b if self.use_bias else None)
+        return z if logits else self._act(z)
 
     def get_config(self):
         return {"name": self.name, "units": self.units, "activation": _act_name(self, self.activation),
