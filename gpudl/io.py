@@ -67,6 +67,7 @@ def save_file(path, arrays: dict, meta: dict) -> None:
 
     Arrays may be NumPy arrays, anything ``np.asarray`` accepts, or device arrays with a
     ``.get()`` method (CuPy); they are stored C-order little-endian whatever their layout.
+    ``meta`` goes through JSON: tuples come back as lists and non-str keys as strings.
     Raises TypeError / ValueError for inputs that cannot be stored; the file at ``path``
     is then left as it was.
     """
@@ -84,9 +85,9 @@ def save_file(path, arrays: dict, meta: dict) -> None:
     header = {"meta": meta, "tensors": table, "data_nbytes": data_nbytes}
     try:
         text = json.dumps(header, allow_nan=False, ensure_ascii=True, separators=(",", ":"))
-    except ValueError as exc:
-        raise ValueError(f"save_file: meta must be finite JSON (no NaN or Infinity): {exc}") \
-            from exc
+    except ValueError as exc:  # NaN or Infinity, a circular reference, an overlong int
+        raise ValueError(f"save_file: meta cannot be stored as finite JSON (NaN and Infinity "
+                         f"are refused): {exc}") from exc
     except (TypeError, RecursionError) as exc:
         raise TypeError(f"save_file: meta must hold only JSON types (dict with str keys, "
                         f"list, str, int, float, bool, None): {exc}") from exc
