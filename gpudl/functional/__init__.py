@@ -10,3 +10,4 @@ __all__ = [
     "softmax_cross_entropy", "mean_squared_error", "categorical_crossentropy", "dropout", "flatten",
 ]
 from .recurrent import gru_cell, lstm_cell, simple_rnn_cell, unstack
+from .recurrent import gru_cell, lstm_cell, simple_rnn_cell, unstack

@@ -101,6 +101,11 @@ class _Recurrent(Layer):
         self.add_param("U", (self.units, k), self.recurrent_initializer, self.recurrent_regularizer, like=x)
         if self.use_bias:
             self.add_param("b", self._bias_shape(), self._bias_init(), self.bias_regularizer, like=x)
+        xp = _xp_of(x)
+        for p in self.params():
+            # the orthogonal initializer can hand back a Fortran-ordered array; keep one
+            # C-ordered layout so in-place edits of p.data (loading, gradcheck) see flat views
+            p.data = xp.ascontiguousarray(p.data)
         self.input_spec = InputSpec(axes={-1: n_in})  # the rank is checked in __call__
 
     def _bias_shape(self):

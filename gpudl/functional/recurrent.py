@@ -1,0 +1,321 @@
+"""Lecture II's recurrent cells as fused one-step ops, and the ops that feed them.
+
+Each cell is one Function per time step: its forward computes every gate from one matmul
+``h_prev @ U`` added to the step's precomputed input projection ``xw_t`` (the layer does
+``x @ W + b`` for all steps in one matmul), and its backward is the cell's analytic
+gradient. Backpropagation through time is then just the autograd walking the chain of
+step nodes, one node per step instead of dozens of tiny ones.
+
+Weight layout (Keras', the same on NumPy and CuPy): ``W`` (features, k*units), ``U``
+(units, k*units), gate blocks of ``units`` columns in the order
+
+- LSTM: i, f, c, o (input, forget, cell candidate, output), k = 4;
+- GRU: z, r, h (update, reset, candidate), k = 3; ``h = z * h_prev + (1 - z) * h_cand``;
+- SimpleRNN: k = 1.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import backend
+from ..autograd import Function, Tensor, as_tensor
+from ._util import require_float
+
+__all__ = ["unstack", "lstm_cell", "gru_cell", "simple_rnn_cell", "RNN_ACTIVATIONS"]
+
+#: activations the fused SimpleRNN cell knows the derivative of (others: composed ops)
+RNN_ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
+
+_consts: dict = {}
+
+
+def _gate_consts(xp, dtype, units, kind):
+    """Per-column constants, cached: one tanh serves sigmoid and tanh gates alike, since
+    sigmoid(x) = (tanh(x / 2) + 1) / 2. ``scale`` multiplies the pre-activation, then
+    ``act = tanh(.) * mul + add``; ``lo`` gives the derivative as ``(1 - act) * (act + lo)``
+    (a(1-a) for a sigmoid gate, 1 - a^2 for a tanh gate)."""
+    key = (xp.__name__, np.dtype(dtype).str, units, kind)
+    got = _consts.get(key)
+    if got is None:
+        # which blocks are tanh: LSTM's cell candidate (block 2); GRU's z, r are sigmoid
+        tanh_blocks = {"lstm": (False, False, True, False), "gru": (False, False)}[kind]
+        is_tanh = np.repeat(np.array(tanh_blocks), units)
+        half = np.where(is_tanh, 1.0, 0.5)
+        scale = xp.asarray(half.astype(dtype))
+        mul = scale  # 0.5 for sigmoid, 1 for tanh: the same numbers
+        add = xp.asarray(np.where(is_tanh, 0.0, 0.5).astype(dtype))
+        lo = xp.asarray(np.where(is_tanh, 1.0, 0.0).astype(dtype))
+        got = _consts[key] = (scale, mul, add, lo)
+    return got
+
+
+def _gates(xp, z, consts):
+    """In place: pre-activations z -> gate activations."""
+    scale, mul, add, _ = consts
+    z *= scale
+    xp.tanh(z, out=z)
+    z *= mul
+    z += add
+    return z
+
+
+def _gates_grad(act, dact, consts):
+    """In place on dact: multiply by each gate's derivative, from its activation."""
+    lo = consts[3]
+    d = 1 - act
+    d *= act + lo
+    dact *= d
+    return dact
+
+
+class Unstack(Function):
+    """(T, ...) -> T arrays of shape (...): one node for all steps, so the backward
+    writes one stacked gradient instead of T full-size zero arrays."""
+
+    def forward(self, x):
+        self.shape = x.shape
+        return tuple(x[t] for t in range(x.shape[0]))
+
+    def backward(self, *gys):
+        xp = backend.get_array_module(*gys)
+        return xp.stack(gys, axis=0)
+
+
+def unstack(x):
+    """Split along axis 0 into a tuple of Tensors (each step of a time-major sequence)."""
+    x = as_tensor(x)
+    if x.ndim < 1 or x.shape[0] < 1:
+        raise ValueError(f"unstack expected an input with a non-empty axis 0, got shape {x.shape}")
+    return Unstack()(x)
+
+
+# ---- LSTM -----------------------------------------------------------------------------
+
+class LSTMCell(Function):
+    """One LSTM step: (xw_t, h, c, U) -> (h_new, c_new).
+
+    z = xw_t + h @ U; i, f, o = sigmoid; g = tanh; c_new = f*c + i*g; h_new = o*tanh(c_new).
+    """
+
+    def forward(self, xw, h, c, U):
+        xp = backend.get_array_module(xw)
+        n = h.shape[1]
+        consts = _gate_consts(xp, xw.dtype, n, "lstm")
+        act = h @ U
+        act += xw
+        _gates(xp, act, consts)
+        i, f, g, o = act[:, :n], act[:, n:2 * n], act[:, 2 * n:3 * n], act[:, 3 * n:]
+        c_new = f * c
+        c_new += i * g
+        tc = xp.tanh(c_new)
+        h_new = o * tc
+        self._saved = (act, c, tc, h, U, consts)
+        return h_new, c_new
+
+    def backward(self, dh, dc):
+        act, c, tc, h, U, consts = self._saved
+        xp = backend.get_array_module(act)
+        n = h.shape[1]
+        i, f, g, o = act[:, :n], act[:, n:2 * n], act[:, 2 * n:3 * n], act[:, 3 * n:]
+        dact = xp.empty_like(act)
+        xp.multiply(dh, tc, out=dact[:, 3 * n:])          # d o
+        dct = 1 - tc * tc
+        dct *= o
+        dct *= dh
+        dct += dc                                          # total d c_new
+        xp.multiply(dct, g, out=dact[:, :n])               # d i
+        xp.multiply(dct, c, out=dact[:, n:2 * n])          # d f
+        xp.multiply(dct, i, out=dact[:, 2 * n:3 * n])      # d g
+        dc_prev = dct * f
+        dz = _gates_grad(act, dact, consts)
+        dh_prev = dz @ U.T if self.inputs[1].requires_grad else None
+        dU = h.T @ dz if self.inputs[3].requires_grad else None
+        return dz, dh_prev, dc_prev, dU
+
+
+def lstm_cell(xw_t, h, c, U):
+    """One LSTM step from the input projection ``xw_t`` (N, 4*units): -> (h_new, c_new)."""
+    _check_cell("lstm_cell", xw_t, h, U, 4, c)
+    return LSTMCell()(xw_t, h, c, U)
+
+
+# ---- GRU ------------------------------------------------------------------------------
+
+class GRUCellResetAfter(Function):
+    """GRU step with the reset gate applied after the recurrent matmul (Keras'
+    reset_after=True, cuDNN's and PyTorch's form): (xw_t, h, U, b_rec) -> h_new.
+
+    hu = h @ U + b_rec; z, r = sigmoid(xw + hu)[z, r blocks];
+    hh = tanh(xw_h + r * hu_h); h_new = z * h + (1 - z) * hh.
+    """
+
+    def forward(self, xw, h, U, b_rec):
+        xp = backend.get_array_module(xw)
+        n = h.shape[1]
+        consts = _gate_consts(xp, xw.dtype, n, "gru")
+        hu = h @ U
+        hu += b_rec
+        zr = xw[:, :2 * n] + hu[:, :2 * n]
+        _gates(xp, zr, consts)
+        z, r = zr[:, :n], zr[:, n:]
+        hu_h = hu[:, 2 * n:]
+        hh = r * hu_h
+        hh += xw[:, 2 * n:]
+        xp.tanh(hh, out=hh)
+        h_new = h - hh
+        h_new *= z
+        h_new += hh
+        self._saved = (zr, hu_h, hh, h, U, consts)
+        return h_new
+
+    def backward(self, dh):
+        zr, hu_h, hh, h, U, consts = self._saved
+        xp = backend.get_array_module(zr)
+        n = h.shape[1]
+        z, r = zr[:, :n], zr[:, n:]
+        dhu = xp.empty((h.shape[0], 3 * n), dtype=dh.dtype)
+        dzr = dhu[:, :2 * n]
+        xp.multiply(dh, h - hh, out=dzr[:, :n])           # d z
+        dpre_h = 1 - hh * hh
+        dpre_h *= 1 - z
+        dpre_h *= dh                                      # d (candidate pre-activation)
+        xp.multiply(dpre_h, hu_h, out=dzr[:, n:])         # d r
+        _gates_grad(zr, dzr, consts)
+        dxw = xp.concatenate([dzr, dpre_h], axis=1)
+        xp.multiply(dpre_h, r, out=dhu[:, 2 * n:])
+        dh_prev = None
+        if self.inputs[1].requires_grad:
+            dh_prev = dhu @ U.T
+            dh_prev += dh * z
+        dU = h.T @ dhu if self.inputs[2].requires_grad else None
+        db = dhu.sum(axis=0) if self.inputs[3].requires_grad else None
+        return dxw, dh_prev, dU, db
+
+
+class GRUCellResetBefore(Function):
+    """GRU step with the reset gate applied to the state before its matmul (Keras'
+    reset_after=False, the original GRU): (xw_t, h, U) -> h_new.
+
+    z, r = sigmoid(xw_zr + h @ U_zr); hh = tanh(xw_h + (r * h) @ U_h);
+    h_new = z * h + (1 - z) * hh.
+    """
+
+    def forward(self, xw, h, U):
+        xp = backend.get_array_module(xw)
+        n = h.shape[1]
+        consts = _gate_consts(xp, xw.dtype, n, "gru")
+        zr = h @ U[:, :2 * n]
+        zr += xw[:, :2 * n]
+        _gates(xp, zr, consts)
+        z, r = zr[:, :n], zr[:, n:]
+        rh = r * h
+        hh = rh @ U[:, 2 * n:]
+        hh += xw[:, 2 * n:]
+        xp.tanh(hh, out=hh)
+        h_new = h - hh
+        h_new *= z
+        h_new += hh
+        self._saved = (zr, rh, hh, h, U, consts)
+        return h_new
+
+    def backward(self, dh):
+        zr, rh, hh, h, U, consts = self._saved
+        xp = backend.get_array_module(zr)
+        n = h.shape[1]
+        z, r = zr[:, :n], zr[:, n:]
+        dxw = xp.empty((h.shape[0], 3 * n), dtype=dh.dtype)
+        dzr, dpre_h = dxw[:, :2 * n], dxw[:, 2 * n:]
+        xp.multiply(dh, h - hh, out=dzr[:, :n])
+        xp.multiply(1 - hh * hh, 1 - z, out=dpre_h)
+        dpre_h *= dh
+        drh = dpre_h @ U[:, 2 * n:].T
+        xp.multiply(drh, h, out=dzr[:, n:])
+        _gates_grad(zr, dzr, consts)
+        dh_prev = None
+        if self.inputs[1].requires_grad:
+            dh_prev = dzr @ U[:, :2 * n].T
+            dh_prev += dh * z
+            dh_prev += drh * r
+        dU = None
+        if self.inputs[2].requires_grad:
+            dU = xp.concatenate([h.T @ dzr, rh.T @ dpre_h], axis=1)
+        return dxw, dh_prev, dU
+
+
+def gru_cell(xw_t, h, U, b_rec=None, reset_after=True):
+    """One GRU step from the input projection ``xw_t`` (N, 3*units) -> h_new.
+
+    ``reset_after=True`` needs the recurrent bias ``b_rec`` (3*units,) (it sits inside
+    ``r * (h @ U_h + b_rec_h)``); ``reset_after=False`` takes none.
+    """
+    _check_cell("gru_cell", xw_t, h, U, 3)
+    if reset_after:
+        if b_rec is None:
+            b_rec = Tensor._wrap(backend.get_array_module(U.data).zeros(U.shape[1], dtype=U.dtype))
+        return GRUCellResetAfter()(xw_t, h, U, b_rec)
+    if b_rec is not None:
+        raise ValueError("gru_cell with reset_after=False takes no recurrent bias")
+    return GRUCellResetBefore()(xw_t, h, U)
+
+
+# ---- SimpleRNN -------------------------------------------------------------------------
+
+class SimpleRNNCell(Function):
+    """h_new = act(xw_t + h @ U) for act in tanh, relu, sigmoid, linear."""
+
+    def __init__(self, activation="tanh"):
+        self.activation = activation
+
+    def forward(self, xw, h, U):
+        xp = backend.get_array_module(xw)
+        a = h @ U
+        a += xw
+        act = self.activation
+        if act == "tanh":
+            xp.tanh(a, out=a)
+        elif act == "relu":
+            xp.maximum(a, 0, out=a)
+        elif act == "sigmoid":
+            half = xw.dtype.type(0.5)
+            a *= half
+            xp.tanh(a, out=a)
+            a *= half
+            a += half
+        self._saved = (a, h, U)
+        return a
+
+    def backward(self, dh):
+        y, h, U = self._saved
+        act = self.activation
+        if act == "tanh":
+            da = dh * (1 - y * y)
+        elif act == "relu":
+            da = dh * (y > 0)
+        elif act == "sigmoid":
+            da = dh * y * (1 - y)
+        else:
+            da = dh
+        dh_prev = da @ U.T if self.inputs[1].requires_grad else None
+        dU = h.T @ da if self.inputs[2].requires_grad else None
+        return da, dh_prev, dU
+
+
+def simple_rnn_cell(xw_t, h, U, activation="tanh"):
+    """One Elman step: ``activation(xw_t + h @ U)``, activation one of RNN_ACTIVATIONS."""
+    if activation not in RNN_ACTIVATIONS:
+        raise ValueError(f"simple_rnn_cell expected an activation in {', '.join(RNN_ACTIVATIONS)}, "
+                         f"got {activation!r}")
+    _check_cell("simple_rnn_cell", xw_t, h, U, 1)
+    return SimpleRNNCell(activation)(xw_t, h, U)
+
+
+def _check_cell(op, xw_t, h, U, k, c=None):
+    require_float(xw_t, op)
+    n = h.shape[-1]
+    if len(U.shape) != 2 or tuple(U.shape) != (n, k * n):
+        raise ValueError(f"{op} expected U of shape ({n}, {k * n}) for {n} units, got {tuple(U.shape)}")
+    if len(h.shape) != 2 or tuple(xw_t.shape) != (h.shape[0], k * n):
+        raise ValueError(f"{op} expected xw_t of shape ({h.shape[0]}, {k * n}) for state {tuple(h.shape)}, "
+                         f"got {tuple(xw_t.shape)}")
+    if c is not None and tuple(c.shape) != tuple(h.shape):
+        raise ValueError(f"{op} expected the cell state c of shape {tuple(h.shape)}, got {tuple(c.shape)}")
