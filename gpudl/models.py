@@ -631,6 +631,8 @@ def load_model(path) -> Sequential:
         n_params = sum(1 for k in arrays if k.startswith("param/"))
         if n_params != len(params):
             raise ModelFileError(f"{path}: the architecture has {len(params)} parameters, the file holds {n_params}")
+        if meta.get("dtype", "float32") not in ("float16", "float32", "float64"):
+            raise ModelFileError(f"{path}: expected a float16/float32/float64 model dtype, got {meta.get('dtype')!r}")
         dtype = np.dtype(meta.get("dtype", "float32"))
         for i, p in enumerate(params):
             w = arrays.get(f"param/{i}")
