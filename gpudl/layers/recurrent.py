@@ -282,13 +282,13 @@ class GRU(_Recurrent):
 # ---- wrappers -------------------------------------------------------------------------
 
 def _layer_config(layer):
-    return {"class_name": type(layer).__name__, "config": layer.get_config()}
+    return {"class": type(layer).__name__, "config": layer.get_config()}
 
 
 def _layer_from_config(spec):
-    if not isinstance(spec, dict) or "class_name" not in spec:
-        raise ValueError(f"expected a layer spec {{'class_name': ..., 'config': ...}}, got {spec!r}")
-    return get_layer_class(spec["class_name"]).from_config(dict(spec.get("config", {})))
+    if not isinstance(spec, dict) or "class" not in spec:
+        raise ValueError(f"expected a layer spec {{'class': ..., 'config': ...}}, got {spec!r}")
+    return get_layer_class(spec["class"]).from_config(dict(spec.get("config", {})))
 
 
 _MERGE_MODES = ("concat", "sum", "mul", "ave", None)

@@ -427,3 +427,21 @@ def test_training_reduces_loss_on_a_toy_sequence_task():
         opt.step(params)
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_model_with_recurrent_layers_saves_and_loads(tmp_path):
+    if not hasattr(gpudl, "load_model"):
+        pytest.skip("gpudl.load_model not available")
+    model = gpudl.Sequential([
+        layers.Bidirectional(layers.LSTM(5, return_sequences=True)),
+        layers.TimeDistributed(layers.Dense(3)),
+        layers.GRU(4, reset_after=False),
+        layers.Dense(2, activation="softmax"),
+    ], input_shape=(6, 3))
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
+    x = np.random.default_rng(0).random((8, 6, 3)).astype(np.float32)
+    model.fit(x, np.arange(8) % 2, epochs=1, verbose=0)
+    model.save(tmp_path / "rnn.gpudl")
+    loaded = gpudl.load_model(tmp_path / "rnn.gpudl")
+    assert [p.name for p in loaded.params()] == [p.name for p in model.params()]
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
