@@ -11,3 +11,5 @@ __all__ = [
 ]
 from .recurrent import gru_cell, lstm_cell, simple_rnn_cell, unstack
 from .recurrent import gru_cell, lstm_cell, simple_rnn_cell, unstack
+from .conv import conv2d
+from .pooling import avg_pool2d, max_pool2d
