@@ -8,3 +8,6 @@ __all__ = [
     "PReLU", "Sigmoid", "Tanh", "Softmax", "Maxout", "Activation",
 ]
 from .recurrent import Bidirectional, GRU, LSTM, SimpleRNN, TimeDistributed
+from .conv import Conv2D
+from .pooling import AvgPool2D, MaxPool2D
+from .deep import Highway, Residual
