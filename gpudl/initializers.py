@@ -80,7 +80,7 @@ def orthogonal(shape, dtype=np.float32):
     q *= np.sign(np.diag(r))
     if rows < cols:
         q = q.T
-    return q[:rows, :cols].reshape(shape).astype(dtype)
+    return np.ascontiguousarray(q[:rows, :cols].reshape(shape), dtype=dtype)
 
 
 def random_normal(shape, dtype=np.float32, stddev=0.05):

@@ -25,6 +25,8 @@ def _as_float64_tensor(x):
 def numerical_grad(f, x: Tensor, eps: float = 1e-6):
     """d f() / d x by central differences, perturbing x.data in place (restored after)."""
     xp = backend.get_array_module(x.data)
+    if not x.data.flags.c_contiguous:
+        x.data = xp.ascontiguousarray(x.data)  # perturbations must reach the array fn reads
     g = xp.zeros_like(x.data)
     flat = x.data.reshape(-1)  # a view: writes reach x.data
     gflat = g.reshape(-1)

@@ -1,0 +1,66 @@
+"""The tutorial's reference models, built one way for the CLI, examples and benchmarks."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import layers
+from .models import Sequential
+
+__all__ = ["hello_mlp", "mnist_cnn", "lstm_rows", "load_dataset", "DATASETS"]
+
+DATASETS = ("mnist", "fashion-mnist", "digits")
+
+
+def hello_mlp(input_dim=784, hidden=500, classes=10, dropout=0.2, activation="relu"):
+    """The hello world: input-500-500-10, ReLU, dropout, softmax (Keras' mnist_mlp shape)."""
+    return Sequential([
+        layers.Dense(hidden, activation=activation), layers.Dropout(dropout),
+        layers.Dense(hidden, activation=activation), layers.Dropout(dropout),
+        layers.Dense(classes, activation="softmax"),
+    ], input_shape=(input_dim,))
+
+
+def mnist_cnn(input_shape=(1, 28, 28), classes=10):
+    """Keras' mnist_cnn: conv32-conv64-pool-dropout-128-dropout-10."""
+    return Sequential([
+        layers.Conv2D(32, 3, activation="relu"), layers.Conv2D(64, 3, activation="relu"),
+        layers.MaxPool2D(2), layers.Dropout(0.25), layers.Flatten(),
+        layers.Dense(128, activation="relu"), layers.Dropout(0.5),
+        layers.Dense(classes, activation="softmax"),
+    ], input_shape=input_shape)
+
+
+def lstm_rows(rows=28, cols=28, units=128, classes=10):
+    """Lecture II's many-to-one RNN: read an image row by row, classify from the last state."""
+    return Sequential([layers.LSTM(units), layers.Dense(classes, activation="softmax")],
+                      input_shape=(rows, cols))
+
+
+def load_dataset(name, layout="flat", limit=None, data_dir=None):
+    """(x_train, y_train), (x_test, y_test) scaled to [0, 1] float32.
+
+    layout: "flat" (N, H*W), "image" (N, 1, H, W) or "rows" (N, H, W).
+    """
+    from . import datasets
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}: expected one of {', '.join(map(repr, DATASETS))}")
+    if name == "digits":
+        (xtr, ytr), (xte, yte) = datasets.digits.load_data()
+        scale = 16.0
+    else:
+        mod = datasets.mnist if name == "mnist" else datasets.fashion_mnist
+        (xtr, ytr), (xte, yte) = mod.load_data(path=data_dir)
+        scale = 255.0
+    if limit:
+        xtr, ytr = xtr[:limit], ytr[:limit]
+
+    def shape(x):
+        x = (x.astype(np.float32) / np.float32(scale))
+        if layout == "flat":
+            return x.reshape(len(x), -1)
+        if layout == "image":
+            return x[:, None]
+        if layout == "rows":
+            return x
+        raise ValueError(f"unknown layout {layout!r}: expected 'flat', 'image' or 'rows'")
+    return (shape(xtr), ytr.astype(np.int64)), (shape(xte), yte.astype(np.int64))
