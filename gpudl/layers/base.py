@@ -110,7 +110,7 @@ class Layer:
         """Create a parameter on ``like``'s backend and dtype, ordered by creation."""
         dtype = self.dtype or backend.default_dtype
         init = initializers.get(initializer)
-        value = np.ascontiguousarray(init(tuple(shape), dtype=dtype), dtype=dtype)
+        value = np.array(init(tuple(shape), dtype=dtype), dtype=dtype, order="C")  # 0-d stays 0-d
         if like is not None and backend.is_cupy_array(like.data):
             value = backend.to_backend(value, "cupy")
         p = Parameter._wrap_param(value, f"{self.name}/{name}", regularizer)
