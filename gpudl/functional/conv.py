@@ -5,7 +5,8 @@ The NumPy path is im2col + one BLAS matrix product per direction:
 * forward: the padded input goes channels-last once, and the windows are gathered into
   ``cols`` of shape (N*Ho*Wo, kh*kw*C), so every copied run is C contiguous floats; then
   ``y = cols @ W^T``.
-* weight gradient: ``gW = gy^T @ cols`` with gy laid out (out_ch, N*Ho*Wo).
+* weight gradient: ``gW^T = cols^T @ gy`` with gy laid out (out_ch, N*Ho*Wo), so the
+  long N*Ho*Wo axis is the contraction.
 * input gradient: ``gcols = W^T @ gy`` laid out (C*kh*kw, N*Ho*Wo), so the slice of one
   kernel offset is a contiguous (C, N, Ho, Wo) block; col2im adds those kh*kw blocks into
   strided slices of the padded gradient (kh*kw vectorised additions, no per-pixel loop).
@@ -171,7 +172,9 @@ class Conv2d(Function):
         gy_t = np.ascontiguousarray(gy.transpose(1, 0, 2, 3)).reshape(out_ch, -1)
         gW = gx = None
         if need_w:
-            gW = (gy_t @ cols).reshape(out_ch, kh, kw, c).transpose(0, 3, 1, 2)
+            # computed transposed, (kh*kw*C, out_ch): the same product, but OpenBLAS runs this
+            # orientation of the long-K GEMM far more steadily when the cores are shared
+            gW = (cols.T @ gy_t.T).T.reshape(out_ch, kh, kw, c).transpose(0, 3, 1, 2)
             gW = np.ascontiguousarray(gW, dtype=W.dtype)
         if need_x:
             w_cols = W.transpose(1, 2, 3, 0).reshape(c * kh * kw, out_ch)  # (C*kh*kw, out_ch)

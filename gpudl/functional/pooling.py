@@ -54,8 +54,8 @@ class _Pool(Function):
         out[:, :, pt:pt + h, pl:pl + w] = x
         return out
 
-    def _offsets(self, a):
-        """(index, slice of ``a`` holding that window element for every output pixel)."""
+    def _offsets(self):
+        """(index, slice of the padded input holding that window element for every output pixel)."""
         kh, kw = self.kernel
         sh, sw = self.stride
         ho, wo = self.out_hw
@@ -84,7 +84,7 @@ class _Pool(Function):
         pt, pb, pl, pr = self.pads
         g = xp.zeros((n, c, h + pt + pb, w + pl + pr), dtype=dtype)
         tmp = xp.empty((n, c, ho, wo), dtype=dtype)
-        for o, sl in self._offsets(g):
+        for o, sl in self._offsets():
             piece(o, tmp)
             g[sl] += tmp
         return g[:, :, pt:pt + h, pl:pl + w] if (pt or pb or pl or pr) else g
@@ -102,7 +102,7 @@ class MaxPool2d(_Pool):
         xp = backend.get_array_module(x)
         xpad = self._padded(x, -xp.inf)
         kh, kw = self.kernel
-        offsets = self._offsets(xpad)
+        offsets = self._offsets()
         _, first = next(offsets)
         y = xpad[first].copy()
         idx = xp.zeros(y.shape, dtype=xp.int8 if kh * kw <= 127 else xp.int32)
@@ -132,7 +132,7 @@ class AvgPool2d(_Pool):
         self.x_shape = x.shape
         xp = backend.get_array_module(x)
         xpad = self._padded(x, 0)
-        offsets = self._offsets(xpad)
+        offsets = self._offsets()
         _, first = next(offsets)
         y = xpad[first].copy()
         for _, sl in offsets:
