@@ -1,0 +1,264 @@
+"""CPU benchmark: gpudl's conv2d (NumPy im2col + BLAS) and max pooling against PyTorch CPU,
+one process, the same data, the same number of threads.
+
+First checks that both libraries give the same outputs and gradients, warms both up, then
+times them in interleaved pairs (so both meet the same load on a shared machine) and
+prints the median time of each and the median of the per-pair ratios gpudl / PyTorch.
+
+    python benchmarks/bench_cnn_cpu.py [--repeats 7] [--threads N] [--json out.json]
+    python benchmarks/bench_cnn_cpu.py --mnist-epoch [--samples 6000]   # whole-model epoch
+
+Threads: by default the count numpy's BLAS already uses (threadpoolctl tells it, else the
+CPU count), and PyTorch is set to match; ``--threads N`` sets both before numpy loads.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+CONV = dict(N=128, C=32, F=64, H=26, W=26, k=3)
+POOL_SHAPE = (128, 64, 24, 24)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repeats", type=int, default=7, help="timed interleaved pairs per workload (7)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed runs of each first (2)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="BLAS / intra-op threads for both libraries (default: numpy's BLAS count)")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    p.add_argument("--mnist-epoch", action="store_true",
+                   help="also time one training epoch of the Keras mnist_cnn model in both libraries")
+    p.add_argument("--samples", type=int, default=6000, help="samples in that epoch (6000; 60000 is MNIST's)")
+    return p.parse_args(argv)
+
+
+def blas_threads(np):
+    try:
+        from threadpoolctl import threadpool_info
+        counts = [i["num_threads"] for i in threadpool_info() if i.get("user_api") == "blas"]
+        if counts:
+            return max(counts)
+    except ImportError:
+        pass
+    return os.cpu_count() or 1
+
+
+def timed_pairs(ours, theirs, repeats, warmup):
+    """Interleaved (ours, theirs) timings after a warm-up; returns both lists in seconds."""
+    for _ in range(warmup):
+        ours()
+        theirs()
+    t_ours, t_theirs = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        ours()
+        t1 = time.perf_counter()
+        theirs()
+        t2 = time.perf_counter()
+        t_ours.append(t1 - t0)
+        t_theirs.append(t2 - t1)
+    return t_ours, t_theirs
+
+
+def summary(name, shape, t_ours, t_theirs):
+    ratios = [a / b for a, b in zip(t_ours, t_theirs)]
+    return {"workload": name, "shape": shape, "gpudl_ms": 1e3 * statistics.median(t_ours),
+            "torch_ms": 1e3 * statistics.median(t_theirs), "gpudl_min_ms": 1e3 * min(t_ours),
+            "torch_min_ms": 1e3 * min(t_theirs), "ratio": statistics.median(ratios)}
+
+
+def close(name, ours, theirs, rtol, atol):
+    import numpy as np
+    err = float(np.abs(ours - theirs).max())
+    scale = float(np.abs(theirs).max()) or 1.0
+    if not np.allclose(ours, theirs, rtol=rtol, atol=atol * scale):
+        sys.exit(f"check failed before timing: gpudl and PyTorch {name} differ by up to {err:.3g} "
+                 f"(largest value {scale:.3g})")
+
+
+# ---- the op workloads -------------------------------------------------------------------
+
+def conv_workload(np, torch, gpudl, F, rng):
+    c = CONV
+    x = rng.standard_normal((c["N"], c["C"], c["H"], c["W"])).astype(np.float32)
+    W = (rng.standard_normal((c["F"], c["C"], c["k"], c["k"])) * 0.1).astype(np.float32)
+    b = rng.standard_normal(c["F"]).astype(np.float32)
+    ho, wo = c["H"] - c["k"] + 1, c["W"] - c["k"] + 1
+    gy = rng.standard_normal((c["N"], c["F"], ho, wo)).astype(np.float32)
+    tgy = torch.from_numpy(gy)
+
+    def ours():
+        xt = gpudl.Tensor(x, requires_grad=True)
+        Wt, bt = gpudl.Parameter(W), gpudl.Parameter(b)
+        y = F.conv2d(xt, Wt, bt)
+        y.backward(gy)
+        return y.data, xt.grad, Wt.grad, bt.grad
+
+    def theirs():
+        xt = torch.from_numpy(x).requires_grad_()
+        Wt, bt = torch.from_numpy(W).requires_grad_(), torch.from_numpy(b).requires_grad_()
+        y = torch.nn.functional.conv2d(xt, Wt, bt)
+        y.backward(tgy)
+        return y.detach().numpy(), xt.grad.numpy(), Wt.grad.numpy(), bt.grad.numpy()
+
+    for name, a, t in zip(("outputs", "input gradients", "weight gradients", "bias gradients"), ours(), theirs()):
+        close(f"conv2d {name}", a, t, rtol=1e-4, atol=1e-5)
+    shape = f"x ({c['N']}, {c['C']}, {c['H']}, {c['W']}), W ({c['F']}, {c['C']}, {c['k']}, {c['k']})"
+    return "conv2d fwd+bwd", shape, ours, theirs
+
+
+def conv_forward_workload(np, torch, gpudl, F, rng):
+    c = CONV
+    x = rng.standard_normal((c["N"], c["C"], c["H"], c["W"])).astype(np.float32)
+    W = (rng.standard_normal((c["F"], c["C"], c["k"], c["k"])) * 0.1).astype(np.float32)
+
+    def ours():
+        with gpudl.no_grad():
+            return F.conv2d(gpudl.Tensor(x), gpudl.Tensor(W)).data
+
+    def theirs():
+        with torch.no_grad():
+            return torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(W)).numpy()
+
+    close("conv2d outputs", ours(), theirs(), rtol=1e-4, atol=1e-5)
+    return "conv2d fwd", "same", ours, theirs
+
+
+def pool_workload(np, torch, gpudl, F, rng):
+    x = rng.standard_normal(POOL_SHAPE).astype(np.float32)
+    gy = rng.standard_normal((POOL_SHAPE[0], POOL_SHAPE[1], POOL_SHAPE[2] // 2, POOL_SHAPE[3] // 2)).astype(np.float32)
+    tgy = torch.from_numpy(gy)
+
+    def ours():
+        xt = gpudl.Tensor(x, requires_grad=True)
+        y = F.max_pool2d(xt, 2)
+        y.backward(gy)
+        return y.data, xt.grad
+
+    def theirs():
+        xt = torch.from_numpy(x).requires_grad_()
+        y = torch.nn.functional.max_pool2d(xt, 2)
+        y.backward(tgy)
+        return y.detach().numpy(), xt.grad.numpy()
+
+    for name, a, t in zip(("outputs", "input gradients"), ours(), theirs()):
+        close(f"max_pool2d {name}", a, t, rtol=0, atol=0)
+    return "max_pool2d 2x2 fwd+bwd", f"x {POOL_SHAPE}", ours, theirs
+
+
+# ---- the whole-model epoch (Keras' mnist_cnn recipe) ------------------------------------
+
+def gpudl_mnist_cnn():
+    """Keras' mnist_cnn in gpudl: conv 32 3x3 ReLU, conv 64 3x3 ReLU, max-pool 2, dropout
+    0.25, flatten, dense 128 ReLU, dropout 0.5, dense 10 softmax; Adam, cross entropy."""
+    import gpudl
+    from gpudl import layers
+    model = gpudl.Sequential([
+        layers.Conv2D(32, 3, activation="relu"), layers.Conv2D(64, 3, activation="relu"),
+        layers.MaxPool2D(2), layers.Dropout(0.25), layers.Flatten(),
+        layers.Dense(128, activation="relu"), layers.Dropout(0.5),
+        layers.Dense(10, activation="softmax"),
+    ], input_shape=(1, 28, 28))
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def gpudl_mnist_cnn_epoch(x, y, batch_size=128):
+    """Seconds for one epoch of ``model.fit`` on x (N, 1, 28, 28) float32, y int labels."""
+    model = gpudl_mnist_cnn()
+    model.fit(x[:batch_size], y[:batch_size], batch_size=batch_size, epochs=1, verbose=0)  # warm-up
+    t0 = time.perf_counter()
+    model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
+    return time.perf_counter() - t0
+
+
+def torch_mnist_cnn_epoch(x, y, batch_size=128):
+    """The same model and loop in PyTorch (CPU), for the comparison."""
+    import numpy as np
+    import torch
+    nn = torch.nn
+    model = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Dropout(0.25), nn.Flatten(), nn.Linear(9216, 128), nn.ReLU(), nn.Dropout(0.5),
+                          nn.Linear(128, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
+
+    def epoch(n):
+        order = torch.randperm(n)
+        for s in range(0, n, batch_size):
+            idx = order[s:s + batch_size]
+            opt.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(model(tx[idx]), ty[idx]).backward()
+            opt.step()
+
+    epoch(batch_size)  # warm-up
+    t0 = time.perf_counter()
+    epoch(len(x))
+    return time.perf_counter() - t0
+
+
+def mnist_epoch_rows(np, samples):
+    import gpudl
+    if not hasattr(gpudl, "Sequential"):
+        return [{"workload": "mnist_cnn epoch", "skipped": "gpudl.Sequential is not available"}]
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, size=(samples, 1, 28, 28)).astype(np.float32)  # timing only: data is irrelevant
+    y = rng.integers(0, 10, size=samples)
+    t_ours = gpudl_mnist_cnn_epoch(x, y)
+    t_theirs = torch_mnist_cnn_epoch(x, y)
+    return [{"workload": "mnist_cnn epoch", "shape": f"{samples} samples, batch 128", "gpudl_ms": 1e3 * t_ours,
+             "torch_ms": 1e3 * t_theirs, "ratio": t_ours / t_theirs}]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads is not None:
+        # before numpy loads OpenBLAS, so both libraries get the same number of threads
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(args.threads)
+    import numpy as np
+    try:
+        import torch
+    except ImportError:
+        sys.exit("bench_cnn_cpu needs PyTorch (pip install torch) for the comparison")
+    threads = args.threads or blas_threads(np)
+    torch.set_num_threads(threads)
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    import gpudl
+    from gpudl import functional as F
+    gpudl.set_backend("numpy")
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for make in (conv_workload, conv_forward_workload, pool_workload):
+        name, shape, ours, theirs = make(np, torch, gpudl, F, rng)
+        rows.append(summary(name, shape, *timed_pairs(ours, theirs, args.repeats, args.warmup)))
+    if args.mnist_epoch:
+        rows += mnist_epoch_rows(np, args.samples)
+
+    print(f"numpy {np.__version__}, torch {torch.__version__}, {threads} thread(s) each "
+          f"(numpy BLAS {blas_threads(np)}, torch {torch.get_num_threads()}), {platform.processor() or platform.machine()}")
+    print(f"median of {args.repeats} interleaved runs after {args.warmup} warm-up; ratio = median of per-pair gpudl/torch")
+    print(f"{'workload':<24} {'gpudl ms':>10} {'torch ms':>10} {'ratio':>7}  shape")
+    for r in rows:
+        if "skipped" in r:
+            print(f"{r['workload']:<24} skipped: {r['skipped']}")
+            continue
+        print(f"{r['workload']:<24} {r['gpudl_ms']:>10.1f} {r['torch_ms']:>10.1f} {r['ratio']:>7.2f}  {r['shape']}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"threads": threads, "numpy": np.__version__, "torch": torch.__version__,
+                       "repeats": args.repeats, "results": rows}, fh, indent=2)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
