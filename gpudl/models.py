@@ -247,7 +247,7 @@ class Sequential(Layer):
         return total
 
     # ---- data plumbing ----------------------------------------------------------------
-    def _prepare(self, x, y, what):
+    def _prepare(self, x, y, what, finite_x=True):
         x = _as_array(x, f"{what}: x")
         if y is not None:
             y = _as_array(y, f"{what}: y")
@@ -260,7 +260,8 @@ class Sequential(Layer):
         if tuple(x.shape[1:]) != tuple(self.input_shape):
             raise ValueError(f"{what}: {self.describe()} expected x of shape (N, "
                              f"{', '.join(map(str, self.input_shape))}), got {tuple(x.shape)}")
-        _check_finite(x, f"{what}: x")
+        if finite_x:
+            _check_finite(x, f"{what}: x")
         if y is not None:
             self._check_targets(y, what)
         return x, y
@@ -341,7 +342,11 @@ class Sequential(Layer):
             raise ValueError(f"fit: verbose expected 0, 1 or 2, got {verbose!r}")
         if augment is not None and not callable(augment):
             raise TypeError(f"fit: augment expected a callable (x_batch, rng) -> x_batch, got {type(augment).__name__}")
-        x, y = self._prepare(x, y, "fit")
+        cbs = list(callbacks or [])
+        # with TerminateOnNaN the run itself answers a non-finite batch (it stops there, that
+        # batch's update unapplied); without it, non-finite inputs are refused before training
+        check_finite = any(isinstance(c, TerminateOnNaN) for c in cbs)
+        x, y = self._prepare(x, y, "fit", finite_x=not check_finite)
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("fit: validation_data expected a pair (x_val, y_val)")
@@ -370,8 +375,6 @@ class Sequential(Layer):
         end_epoch = epochs  # Keras: train epochs epoch0 .. epochs-1
 
         history = History()
-        cbs = list(callbacks or [])
-        check_finite = any(isinstance(c, TerminateOnNaN) for c in cbs)
         cbl = CallbackList([history] + cbs, self)
         n = len(x)
         steps = math.ceil(n / batch_size)

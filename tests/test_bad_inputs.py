@@ -1,4 +1,7 @@
 """Bad input answered by a clear exception naming what was expected and what came."""
+import os
+import tempfile
+
 import numpy as np
 import pytest
 
@@ -97,6 +100,48 @@ CASES = [
 ]
 
 
+def _file(tmp, data):
+    path = os.path.join(tmp, "f.bin")
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def _truncated_model(tmp):
+    path = os.path.join(tmp, "m.gpudl")
+    mlp().save(path)
+    data = open(path, "rb").read()
+    return _file(tmp, data[: len(data) - 40])
+
+
+def _conv_built():
+    c = layers.Conv2D(4, 3)
+    c(Tensor(np.zeros((1, 3, 8, 8), dtype=np.float32)))
+    return c
+
+
+TMP = tempfile.mkdtemp(prefix="gpudl-bad-")
+CASES += [
+    ("model-file-truncated", lambda: gpudl.load_model(_truncated_model(TMP)), gpudl.ModelFileError, r"m.gpudl|f.bin"),
+    ("model-file-not-gpudl", lambda: gpudl.load_model(_file(TMP, b"PK\x03\x04 a zip, not a model")),
+     gpudl.ModelFileError, r"not a gpudl|magic"),
+    ("model-file-empty", lambda: gpudl.load_model(_file(TMP, b"")), gpudl.ModelFileError, r"empty|magic|short"),
+    ("idx-bad-magic", lambda: gpudl.datasets.read_idx(_file(TMP, b"\x01\x02\x08\x01" + b"\x00" * 8)),
+     gpudl.DatasetError, r"magic"),
+    ("idx-truncated", lambda: gpudl.datasets.read_idx(_file(TMP, b"\x00\x00\x08\x01\x00\x00\x00\x10abc")),
+     gpudl.DatasetError, r"expected 16 .*got 3|truncated"),
+    ("conv-channels", lambda: _conv_built()(Tensor(np.zeros((1, 1, 8, 8), dtype=np.float32))),
+     ValueError, r"Conv2D 'conv2d' expected input with .*axis 1 of size 3, got shape \(1, 1, 8, 8\)"),
+    ("lstm-rank-2", lambda: layers.LSTM(4)(Tensor(np.zeros((32, 28), dtype=np.float32))),
+     ValueError, r"LSTM 'lstm' expected input of rank 3 \(batch, timesteps, features\), got shape \(32, 28\)"),
+    ("evaluate-label-range", lambda: mlp().evaluate(X, Y + 5),
+     ValueError, r"evaluate: labels must lie in \[0, 2\] for 3 outputs, got values in \[5, 7\]"),
+    ("predict-empty", lambda: mlp().predict(X[:0]), ValueError, r"predict: x: expected at least one sample|predict: expected at least one sample"),
+    ("checkpoint-save-freq", lambda: gpudl.callbacks.ModelCheckpoint("x", save_freq=0),
+     ValueError, r"save_freq 'epoch' or a positive number of batches, got 0"),
+]
+
+
 @pytest.mark.parametrize("name,call,exc,pattern", CASES, ids=[c[0] for c in CASES])
 def test_bad_input(name, call, exc, pattern):
     with pytest.raises(exc, match=pattern):
@@ -104,7 +149,7 @@ def test_bad_input(name, call, exc, pattern):
 
 
 def test_table_is_large_enough():
-    assert len(CASES) >= 20
+    assert len(CASES) >= 40
 
 
 def test_a_failed_fit_changes_no_weight():

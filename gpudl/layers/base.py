@@ -25,9 +25,9 @@ def reset_name_counters():
 
 
 def _snake(name: str) -> str:
-    s = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name)
-    s = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", s)
-    return s.lower()
+    # Keras' rule: Conv2D -> conv2d, MaxPool2D -> max_pool2d, SimpleRNN -> simple_rnn
+    s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower()
 
 
 def get_layer_class(name: str) -> type:
