@@ -335,6 +335,10 @@ class Function:
     def backward(self, *gys):
         raise NotImplementedError(f"{type(self).__name__} has no gradient")
 
+    def needs_grad(self, i: int) -> bool:
+        """Whether input ``i`` wants a gradient (backward may skip computing it)."""
+        return self.inputs is not None and self.inputs[i].requires_grad
+
     def release(self):
         """Drop references to inputs and saved arrays once backward has run."""
         self.inputs = None

@@ -50,7 +50,7 @@ def _cases(quick, on_gpu):
         ("relu fwd", f"{big:,} floats", lambda t, dev: _relu(big, t, dev)),
         ("maxout k=4 fwd", f"{big:,} floats", lambda t, dev: _maxout(big, t, dev)),
         ("softmax-CE fwd+bwd", f"N={n_ce}, C={c_ce}", lambda t, dev: _softmax_ce(n_ce, c_ce, t, dev)),
-        ("conv2d fwd+bwd", f"N={n_conv}, 32->64, 26x26, 3x3", lambda t, dev: _conv(n_conv, t, dev)),
+        ("conv2d fwd+bwd", f"N={n_conv}, 32->64, 26x26 in, 3x3", lambda t, dev: _conv(n_conv, t, dev)),
     ]
 
 

@@ -109,7 +109,8 @@ class Optimizer:
             st = self._state.get(id(p))
             if st:
                 for k, v in st.items():
-                    out[f"{k}/{i}"] = backend.to_numpy(v)
+                    if not k.startswith("_"):
+                        out[f"{k}/{i}"] = backend.to_numpy(v)
         return out
 
     def set_state(self, params, arrays: dict, iterations: int) -> None:
@@ -135,6 +136,14 @@ class Optimizer:
             if st is not None:
                 moved[id(n)] = {k: backend.to_backend(v, backend.backend_of(n.data)) for k, v in st.items()}
         self._state = moved
+
+
+def _scratch(state, w):
+    """A per-parameter work buffer kept beside the state (not saved in checkpoints)."""
+    buf = state.get("_tmp")
+    if buf is None:
+        buf = state["_tmp"] = backend.get_array_module(w).empty_like(w)
+    return buf
 
 
 class SGD(Optimizer):
@@ -224,14 +233,24 @@ class Adam(Optimizer):
         t = w.dtype.type
         k = self.iterations
         m, v = state["m"], state["v"]
+        tmp = _scratch(state, w)
+        # every pass in place: no temporaries on the hot path
+        xp.multiply(g, t(1 - self.beta_1), out=tmp)
         m *= t(self.beta_1)
-        m += t(1 - self.beta_1) * g
+        m += tmp
+        xp.multiply(g, g, out=tmp)
+        tmp *= t(1 - self.beta_2)
         v *= t(self.beta_2)
-        v += t(1 - self.beta_2) * (g * g)
+        v += tmp
         c1 = 1 - self.beta_1 ** k
         c2 = 1 - self.beta_2 ** k
         # lr * m/c1 / (sqrt(v/c2) + eps), with the scalar corrections folded once
-        w -= t(self.learning_rate / c1) * m / (xp.sqrt(v) * t(1 / math.sqrt(c2)) + t(self.epsilon))
+        xp.sqrt(v, out=tmp)
+        tmp *= t(1 / math.sqrt(c2))
+        tmp += t(self.epsilon)
+        xp.divide(m, tmp, out=tmp)
+        tmp *= t(self.learning_rate / c1)
+        w -= tmp
 
 
 _CLASSES = {"sgd": SGD, "adagrad": Adagrad, "rmsprop": RMSProp, "adam": Adam}

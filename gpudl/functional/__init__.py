@@ -1,15 +1,15 @@
 """gpudl's functional API (PyTorch-style): ``from gpudl import functional as F``."""
 from .activation import leaky_relu, log_softmax, maxout, prelu, relu, sigmoid, softmax, tanh
+from .conv import conv2d
 from .dropout import dropout
 from .linear import linear
 from .loss import categorical_crossentropy, mean_squared_error, softmax_cross_entropy
+from .pooling import avg_pool2d, max_pool2d
+from .recurrent import gru_cell, lstm_cell, simple_rnn_cell, unstack
 from .shape import flatten
 
 __all__ = [
     "linear", "sigmoid", "tanh", "relu", "leaky_relu", "prelu", "maxout", "softmax", "log_softmax",
     "softmax_cross_entropy", "mean_squared_error", "categorical_crossentropy", "dropout", "flatten",
+    "conv2d", "max_pool2d", "avg_pool2d", "simple_rnn_cell", "lstm_cell", "gru_cell", "unstack",
 ]
-from .recurrent import gru_cell, lstm_cell, simple_rnn_cell, unstack
-from .recurrent import gru_cell, lstm_cell, simple_rnn_cell, unstack
-from .conv import conv2d
-from .pooling import avg_pool2d, max_pool2d

@@ -22,7 +22,8 @@ class Linear(Function):
     def backward(self, g):
         x2, W, lead, has_b = self._saved
         g2 = g.reshape(-1, g.shape[-1])
-        gx = (g2 @ W.T).reshape(lead + (W.shape[0],))
+        # the first layer's input (the data) needs no gradient: skip that product
+        gx = (g2 @ W.T).reshape(lead + (W.shape[0],)) if self.needs_grad(0) else None
         gW = x2.T @ g2
         if has_b:
             return gx, gW, g2.sum(axis=0)

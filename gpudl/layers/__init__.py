@@ -1,13 +1,14 @@
 """gpudl's layers (Keras-style): ``from gpudl import layers``."""
 from .activation import Activation, LeakyReLU, Maxout, PReLU, ReLU, Sigmoid, Softmax, Tanh
 from .base import InputSpec, Layer, get_layer_class
+from .conv import Conv2D
 from .core import Dense, Dropout, Flatten
+from .deep import Highway, Residual
+from .pooling import AvgPool2D, MaxPool2D
+from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN, TimeDistributed
 
 __all__ = [
     "Layer", "InputSpec", "get_layer_class", "Dense", "Dropout", "Flatten", "ReLU", "LeakyReLU",
-    "PReLU", "Sigmoid", "Tanh", "Softmax", "Maxout", "Activation",
+    "PReLU", "Sigmoid", "Tanh", "Softmax", "Maxout", "Activation", "Conv2D", "MaxPool2D", "AvgPool2D",
+    "Highway", "Residual", "SimpleRNN", "LSTM", "GRU", "Bidirectional", "TimeDistributed",
 ]
-from .recurrent import Bidirectional, GRU, LSTM, SimpleRNN, TimeDistributed
-from .conv import Conv2D
-from .pooling import AvgPool2D, MaxPool2D
-from .deep import Highway, Residual
