@@ -9,6 +9,7 @@ py=${PYTHON:-.venv/bin/python}
 run() { name=$1; shift; echo "== $name: $*"; "$@" 2>&1 | tee "$out/$name.log"; }
 
 run mlp_fashion   $py benchmarks/bench_mlp_cpu.py --epochs 20 --json "$out/mlp_fashion.json"
+run mem_cnn       $py benchmarks/mem_cnn_step.py
 run conv_cnn      $py benchmarks/bench_cnn_cpu.py --mnist-epoch --samples 6000 --json "$out/conv_cnn.json"
 run rnn           $py benchmarks/bench_rnn_cpu.py --threads 2
 run cnn_fashion   $py -m gpudl.cli train --model cnn --dataset fashion-mnist --epochs 12 --batch-size 128 --backend numpy
