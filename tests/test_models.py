@@ -271,3 +271,15 @@ def test_verbose_prints_epoch_lines(capsys):
     m.fit(xtr[:64], ytr[:64], epochs=2, verbose=1)
     out = capsys.readouterr().out
     assert "Epoch 2/2" in out and "samples/s" in out and "accuracy:" in out
+
+
+def test_live_progress_bar_on_a_terminal(capsys, monkeypatch):
+    import sys
+    (xtr, ytr), _ = digits_data()
+    m = small_mlp()
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    m.fit(xtr[:640], ytr[:640], batch_size=32, epochs=1, verbose=1)
+    out = capsys.readouterr().out
+    assert "\r" in out and "ETA" in out and "samples/s" in out and "loss" in out
+    m.fit(xtr[:64], ytr[:64], epochs=1, verbose=0)
+    assert capsys.readouterr().out == ""
