@@ -622,10 +622,7 @@ class GetItem(Function):
         if _is_basic(self.index):
             out[self.index] = g
         else:  # fancy indices may repeat: accumulate
-            if xp is np:
-                np.add.at(out, self.index, g)
-            else:
-                xp.add.at(out, self.index, g)
+            backend.scatter_add(out, self.index, g)
         return out
 
 

@@ -193,5 +193,14 @@ def to_backend(a, name: str | None = None):
     raise ValueError(f"unknown backend {name!r}: expected 'numpy' or 'cupy'")
 
 
+def scatter_add(out, index, values) -> None:
+    """out[index] += values, accumulating repeated indices (np.add.at / cupyx.scatter_add)."""
+    if is_cupy_array(out):
+        import cupyx  # noqa: PLC0415  (here, beside the one cupy import)
+        cupyx.scatter_add(out, index, values)
+    else:
+        np.add.at(out, index, values)
+
+
 def backend_of(a) -> str:
     return "cupy" if is_cupy_array(getattr(a, "data", a) if _is_tensor(a) else a) else "numpy"
