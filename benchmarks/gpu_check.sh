@@ -56,8 +56,20 @@ tests_rc=$?
 tail -15 "$LOG_DIR/gpu_tests.log"
 echo "gpu_check: tests exit $tests_rc after $(( $(date +%s) - start )) s"
 
+# mnist_cnn on the CuPy backend, when Fashion-MNIST travelled with the checkout (the GPU
+# machine has no network): copy /usr/share/datasets/fashion-mnist/*.gz into the git-ignored
+# .gpu/fashion-mnist/ and carry ".gpu"
+cnn_rc=0
+if [ -f .gpu/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+    echo "gpu_check: mnist_cnn, 12 epochs of Fashion-MNIST on CuPy (log: $LOG_DIR/gpu_cnn.log)"
+    timeout 240 $PY -m gpudl.cli train --model cnn --dataset fashion-mnist --data-dir .gpu/fashion-mnist \
+        --backend cupy --epochs 12 --batch-size 128 > "$LOG_DIR/gpu_cnn.log" 2>&1
+    cnn_rc=$?
+    tail -3 "$LOG_DIR/gpu_cnn.log"
+fi
+
 # the bench prints its table last, so it ends this script's output too
 echo "gpu_check: benchmarks/bench_gpu.py (log: $LOG_DIR/gpu_bench.log)"
 timeout 200 $PY benchmarks/bench_gpu.py 2>&1 | tee "$LOG_DIR/gpu_bench.log"
 bench_rc=${PIPESTATUS[0]}
-[ "$tests_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ]
+[ "$tests_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ] && [ "$cnn_rc" -eq 0 ]
