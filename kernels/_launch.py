@@ -26,7 +26,7 @@ except ImportError:  # pragma: no cover
     from numba import config as _config
 
 __all__ = [
-    "FLOAT_TYPES", "KernelSet", "array_module", "check_backend", "check_float", "check_int",
+    "FLOAT_TYPES", "KernelSet", "build_kernels", "array_module", "check_backend", "check_float", "check_int",
     "check_shape", "launch", "simulated", "block", "blocks", "stride_blocks", "grid_dim",
     "next_pow2", "pair", "pads4", "output_size",
 ]
@@ -78,6 +78,17 @@ class KernelSet:
         for pyfunc, sig in self._entries.values():
             by_func.setdefault(pyfunc, []).append(sig)
         return list(by_func.items())
+
+
+def build_kernels(make, signatures, prefix="") -> KernelSet:
+    """A KernelSet of ``make(float_type)``'s kernels for every float type, each named
+    ``<prefix><op>_kernel_<type>`` and registered with ``signatures[op]`` for that type."""
+    kernels = KernelSet()
+    for dtype, name in FLOAT_TYPES.items():
+        for op, fn in make(dtype.type).items():
+            fn.__name__ = fn.__qualname__ = f"{prefix}{op}_kernel_{name}"
+            kernels.add((op, dtype), fn, signatures[op].format(f=name))
+    return kernels
 
 
 def array_module(*arrays):

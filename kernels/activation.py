@@ -128,11 +128,7 @@ _SIGNATURES = {
     "bias_relu_forward": "void({f}[::1], {f}[::1], int64, int64, {f}[::1], int64)",
 }
 
-_kernels = _launch.KernelSet()
-for _dtype, _name in _launch.FLOAT_TYPES.items():
-    for _op, _fn in _make(_dtype.type).items():
-        _fn.__name__ = _fn.__qualname__ = f"{_op}_kernel_{_name}"
-        _kernels.add((_op, _dtype), _fn, _SIGNATURES[_op].format(f=_name))
+_kernels = _launch.build_kernels(_make, _SIGNATURES)
 
 #: ``[(pyfunc, [signature, ...]), ...]`` for every kernel of this module
 KERNELS = _kernels.listing()
