@@ -21,7 +21,9 @@ def _keep_mask(shape, rate, xp, dtype):
         u = grandom.get_rng().random(shape, dtype=np.float32)
     else:  # draw on the device, seeded from the shared host generator (reproducible)
         u = xp.random.default_rng(grandom.mask_seed()).random(shape, dtype=xp.float32)
-    return (u >= np.float32(rate)).astype(dtype) * scalar(1.0 / (1.0 - rate), dtype)
+    # the mask scaled in place in u's buffer: two passes, no float temporaries
+    xp.multiply(u >= np.float32(rate), np.float32(1.0 / (1.0 - rate)), out=u)
+    return u if u.dtype == dtype else u.astype(dtype)
 
 
 class Dropout(Function):
