@@ -28,7 +28,7 @@ def _hello_data(dataset, data_dir):
         except DatasetError as exc:
             if dataset == "mnist":
                 raise
-            first = str(exc).splitlines()[0]
+            first = str(exc).splitlines()[0].rstrip(":")
             print(f"data: MNIST is not available here ({first}); using scikit-learn's bundled "
                   "8x8 digits (1,797 images) instead")
     data = load_dataset("digits")
