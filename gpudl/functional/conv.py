@@ -128,8 +128,12 @@ def _col2im(gcols, x_shape, kernel, stride, pads, out_hw):
 
 
 class Conv2d(Function):
-    def __init__(self, stride, pads, out_hw):
-        self.stride, self.pads, self.out_hw = stride, pads, out_hw
+    """Convolution, optionally followed by ReLU in the same op (``relu=True``): the ReLU is
+    applied in place on the output and its mask folded into the copy backward makes
+    anyway, which saves two passes over the largest activations of a CNN."""
+
+    def __init__(self, stride, pads, out_hw, relu=False):
+        self.stride, self.pads, self.out_hw, self.relu = stride, pads, out_hw, relu
 
     def forward(self, x, W, b=None):
         self.has_b = b is not None
@@ -138,7 +142,12 @@ class Conv2d(Function):
             x = x if x.flags.c_contiguous else x.copy()
             W = W if W.flags.c_contiguous else W.copy()
             self._saved = (x, W)
-            return K.conv2d_forward(x, W, b, self.stride, self.pads)
+            y = K.conv2d_forward(x, W, b, self.stride, self.pads)
+            if self.relu:
+                from ..kernels import activation as KA
+                y = KA.relu_forward(y)
+                self._saved_y = y
+            return y
         out_ch, _, kh, kw = W.shape
         n = x.shape[0]
         ho, wo = self.out_hw
@@ -153,6 +162,9 @@ class Conv2d(Function):
             np.add(y4, b.reshape(1, out_ch, 1, 1), out=out)
         else:
             out[...] = y4
+        if self.relu:
+            np.maximum(out, 0, out=out)
+            self._saved_y = out
         self._saved = (cols, W)
         self.x_shape = x.shape
         return out
@@ -164,6 +176,9 @@ class Conv2d(Function):
             from ..kernels import conv as K
             x, W = self._saved
             gy = gy if gy.flags.c_contiguous else gy.copy()
+            if self.relu:
+                from ..kernels import activation as KA
+                gy = KA.relu_backward(self._saved_y, gy)
             gx, gW, gb = K.conv2d_backward(x, W, gy, self.stride, self.pads, need_x_grad=need_x)
             if not need_x:
                 gx = None
@@ -171,7 +186,12 @@ class Conv2d(Function):
         cols, W = self._saved
         out_ch, c, kh, kw = W.shape
         # (out_ch, N*Ho*Wo): one copy serves the bias, weight and input gradients
-        gy_t = np.ascontiguousarray(gy.transpose(1, 0, 2, 3)).reshape(out_ch, -1)
+        if self.relu:  # the ReLU's mask applied in the same pass as the transposing copy
+            gy_t = np.empty((out_ch,) + (gy.shape[0],) + gy.shape[2:], dtype=gy.dtype)
+            np.multiply(gy.transpose(1, 0, 2, 3), (self._saved_y > 0).transpose(1, 0, 2, 3), out=gy_t)
+            gy_t = gy_t.reshape(out_ch, -1)
+        else:
+            gy_t = np.ascontiguousarray(gy.transpose(1, 0, 2, 3)).reshape(out_ch, -1)
         gW = gx = None
         if need_w:
             # computed transposed, (kh*kw*C, out_ch): the same product, but OpenBLAS runs this
@@ -187,13 +207,14 @@ class Conv2d(Function):
         return gx, gW
 
 
-def conv2d(x, W, b=None, stride=1, padding=0):
+def conv2d(x, W, b=None, stride=1, padding=0, activation=None):
     """2-D convolution (cross-correlation, as in every DL library) of NCHW images.
 
     x (N, C, H, W); W (out_ch, C, kh, kw); b (out_ch,) or None; stride an int or (sh, sw);
     padding an int, a pair (rows, cols) padded on both sides, ``"valid"`` or ``"same"``
     (output ceil(H / sh) x ceil(W / sw); an odd total pad puts the extra row/column at the
     bottom/right, as TensorFlow/Keras do). Returns (N, out_ch, Ho, Wo).
+    ``activation="relu"`` fuses a ReLU into the op (same result as ``F.relu(conv2d(...))``).
     """
     require_float(x, "conv2d")
     x = as_tensor(x)
@@ -218,5 +239,7 @@ def conv2d(x, W, b=None, stride=1, padding=0):
                          f"(input {x.shape[2:]}, padding {padding!r})")
     out_hw = (conv_output_size(x.shape[2], kernel[0], stride[0], pads[0] + pads[1]),
               conv_output_size(x.shape[3], kernel[1], stride[1], pads[2] + pads[3]))
-    fn = Conv2d(stride, pads, out_hw)
+    if activation not in (None, "relu"):
+        raise ValueError(f"conv2d fuses activation None or 'relu', got {activation!r}")
+    fn = Conv2d(stride, pads, out_hw, relu=activation == "relu")
     return fn(x, W) if b is None else fn(x, W, b)

@@ -73,8 +73,10 @@ class Conv2D(Layer):
 
     def forward(self, x):
         self._pads(x.shape)  # a clear error naming this layer for too small an image
-        y = F.conv2d(x, self.W, self.b if self.use_bias else None, self.stride, self.padding)
-        return self._act(y)
+        b = self.b if self.use_bias else None
+        if self._act is F.relu:  # one fused op: saves two passes over the output
+            return F.conv2d(x, self.W, b, self.stride, self.padding, activation="relu")
+        return self._act(F.conv2d(x, self.W, b, self.stride, self.padding))
 
     def get_config(self):
         padding = self.padding if isinstance(self.padding, (str, int)) else list(self.padding)

@@ -207,3 +207,36 @@ def test_output_size_formula():
         for k in range(1, 4):
             for s in range(1, 4):
                 assert conv_output_size(n, k, s, 0) == math.floor((n - k) / s) + 1
+
+
+@pytest.mark.parametrize("shape,stride,padding", [((1, 1, 5, 5), 1, 0), ((2, 3, 6, 5), 2, "same"), ((3, 2, 4, 4), 1, 1)])
+def test_fused_relu_equals_conv_then_relu(shape, stride, padding):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape)
+    w = rng.standard_normal((4, shape[1], 3, 3)) * 0.5
+    b = rng.standard_normal(4) * 0.1
+    fused = F.conv2d(gpudl.Tensor(x), w, b, stride, padding, activation="relu").numpy()
+    plain = F.relu(F.conv2d(gpudl.Tensor(x), w, b, stride, padding)).numpy()
+    np.testing.assert_array_equal(fused, plain)
+    # kinks: keep the pre-activations away from 0 by checking where they are not tiny
+    pre = F.conv2d(gpudl.Tensor(x), w, b, stride, padding).numpy()
+    if np.abs(pre).min() > 1e-3:
+        check_grad(lambda a, ww, bb: F.conv2d(a, ww, bb, stride, padding, activation="relu"), [x, w, b])
+
+
+def test_fused_relu_gradients_match_the_unfused_chain():
+    rng = np.random.default_rng(4)
+    x, w, b = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((5, 3, 3, 3)), rng.standard_normal(5)
+    grads = []
+    for fused in (True, False):
+        ts = [gpudl.Tensor(a, requires_grad=True) for a in (x, w, b)]
+        y = (F.conv2d(*ts, activation="relu") if fused else F.relu(F.conv2d(*ts)))
+        (y * gpudl.Tensor(np.arange(y.size, dtype=np.float64).reshape(y.shape) % 7)).sum().backward()
+        grads.append([t.grad for t in ts])
+    for a, c in zip(*grads):
+        np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-12)
+
+
+def test_conv2d_rejects_other_fused_activations():
+    with pytest.raises(ValueError, match="conv2d fuses activation None or 'relu', got 'tanh'"):
+        F.conv2d(gpudl.Tensor(np.zeros((1, 1, 3, 3))), np.zeros((1, 1, 3, 3)), activation="tanh")

@@ -30,6 +30,7 @@ CASES = [
     ("softmax_ce_ids", lambda x: F.softmax_cross_entropy(x, np.array([0, 4, 2])), [(3, 5)]),
     ("softmax_ce_onehot", lambda x: F.softmax_cross_entropy(x, np.eye(5, dtype=np.float32)[[1, 1, 3]]), [(3, 5)]),
     ("conv_same_stride2", lambda x, w, b: F.conv2d(x, w, b, stride=2, padding="same"), [(2, 2, 5, 6), (3, 2, 3, 2), (3,)]),
+    ("conv_relu_fused", lambda x, w, b: F.conv2d(x, w, b, padding=1, activation="relu"), [(2, 2, 4, 5), (3, 2, 3, 3), (3,)]),
     ("conv_valid", lambda x, w: F.conv2d(x, w, padding=1), [(1, 1, 4, 4), (2, 1, 3, 3)]),
     ("max_pool", lambda x: F.max_pool2d(x, 2), [(2, 2, 4, 5)]),
     ("max_pool_pad", lambda x: F.max_pool2d(x, 3, stride=2, padding=1), [(1, 2, 5, 5)]),
