@@ -26,3 +26,8 @@ def require_float(x, op: str):
 def scalar(value, dtype):
     """A Python number as a 0-d scalar of ``dtype`` so float32 math stays float32."""
     return np.dtype(dtype).type(value)
+
+
+def contiguous(a):
+    """``a`` itself when C-contiguous, else a C-contiguous copy (what the kernels take)."""
+    return a if a.flags.c_contiguous else a.copy()

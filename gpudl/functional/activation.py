@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from .. import backend
 from ..autograd import Function, Tensor, as_tensor
+from ._util import contiguous as _contiguous
 from ._util import on_gpu, require_float, scalar
 
 __all__ = ["sigmoid", "tanh", "relu", "leaky_relu", "prelu", "maxout", "softmax", "log_softmax"]
@@ -36,7 +37,7 @@ class ReLU(Function):
     def forward(self, x):
         if on_gpu(x):
             from ..kernels import activation as K
-            y = K.relu_forward(x)
+            y = K.relu_forward(_contiguous(x))
         else:
             xp = backend.get_array_module(x)
             y = xp.maximum(x, 0)
@@ -47,7 +48,7 @@ class ReLU(Function):
         y = self._saved
         if on_gpu(y):
             from ..kernels import activation as K
-            return K.relu_backward(y, g)
+            return K.relu_backward(y, _contiguous(g))
         return g * (y > 0)
 
 
@@ -56,10 +57,12 @@ class LeakyReLU(Function):
         self.alpha = float(alpha)
 
     def forward(self, x):
-        self._saved = x
         if on_gpu(x):
             from ..kernels import activation as K
+            x = _contiguous(x)
+            self._saved = x
             return K.leaky_relu_forward(x, self.alpha)
+        self._saved = x
         xp = backend.get_array_module(x)
         return xp.where(x > 0, x, x * scalar(self.alpha, x.dtype))
 
@@ -67,7 +70,7 @@ class LeakyReLU(Function):
         x = self._saved
         if on_gpu(x):
             from ..kernels import activation as K
-            return K.leaky_relu_backward(x, g, self.alpha)
+            return K.leaky_relu_backward(x, _contiguous(g), self.alpha)
         xp = backend.get_array_module(x)
         return xp.where(x > 0, g, g * scalar(self.alpha, g.dtype))
 
@@ -111,7 +114,7 @@ class Maxout(Function):
         self.x_shape = x.shape
         if on_gpu(x):
             from ..kernels import maxout as K
-            y, idx = K.maxout_forward(x if x.flags.c_contiguous else x.copy(), k)
+            y, idx = K.maxout_forward(_contiguous(x), k)
             self._saved = idx
             return y
         xp = backend.get_array_module(x)
@@ -128,7 +131,7 @@ class Maxout(Function):
         k = self.pieces
         if on_gpu(g):
             from ..kernels import maxout as K
-            return K.maxout_backward(g if g.flags.c_contiguous else g.copy(), self._saved, k)
+            return K.maxout_backward(_contiguous(g), self._saved, k)
         xp = backend.get_array_module(g)
         grouped, y = self._saved
         gx = xp.zeros(grouped.shape, dtype=g.dtype)
