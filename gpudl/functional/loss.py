@@ -5,7 +5,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd import Function, Tensor, as_tensor
-from ._util import on_gpu, raw, require_float, scalar
+from ._util import contiguous, on_gpu, raw, require_float, scalar
 
 __all__ = ["softmax_cross_entropy", "mean_squared_error", "categorical_crossentropy",
            "check_labels"]
@@ -41,10 +41,8 @@ class SoftmaxCrossEntropy(Function):
         n = x.shape[0]
         if on_gpu(x):
             from ..kernels import softmax_ce as K
-            tt = t if t.ndim == 2 else t.astype("int32", copy=False)
-            if tt.ndim == 2 and tt.dtype != x.dtype:
-                tt = tt.astype(x.dtype)
-            loss, grad, flag = K.softmax_cross_entropy(x if x.flags.c_contiguous else x.copy(), tt)
+            tt = t.astype(x.dtype if t.ndim == 2 else "int32", copy=False)
+            loss, grad, flag = K.softmax_cross_entropy(contiguous(x), contiguous(tt))
             self._saved = grad
             self.nonfinite = flag  # device flag, read only when asked: no sync here
             return loss
