@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ._cache import RemoteFile
-from .mnist import load_split
+from .mnist import load_splits
 
 __all__ = ["load_data", "load_test", "MIRRORS", "FILES", "SYSTEM_DIRS", "CLASS_NAMES"]
 
@@ -53,22 +53,16 @@ FILES = {
 }
 
 
-def _mirrors(mirrors):
-    return list(MIRRORS) if mirrors is None else ([mirrors] if isinstance(mirrors, str) else list(mirrors))
-
-
 def load_data(path=None, download: bool = True, mirrors: Sequence[str] | None = None):
     """Fashion-MNIST as ``(x_train, y_train), (x_test, y_test)``: uint8 (N, 28, 28), uint8 labels.
 
     Arguments as :func:`gpudl.datasets.mnist.load_data`.
     """
-    kwargs = dict(path=path, download=download, mirrors=_mirrors(mirrors), system_dirs=SYSTEM_DIRS)
-    train = load_split(NAME, FILES, "train", **kwargs)
-    test = load_split(NAME, FILES, "test", **kwargs)
-    return train, test
+    return load_splits(NAME, FILES, ("train", "test"), path=path, download=download, mirrors=mirrors,
+                       default_mirrors=MIRRORS, system_dirs=SYSTEM_DIRS)
 
 
 def load_test(path=None, download: bool = True, mirrors: Sequence[str] | None = None):
     """Only the 10,000 test images: ``(x_test, y_test)``."""
-    return load_split(NAME, FILES, "test", path=path, download=download,
-                      mirrors=_mirrors(mirrors), system_dirs=SYSTEM_DIRS)
+    return load_splits(NAME, FILES, ("test",), path=path, download=download, mirrors=mirrors,
+                       default_mirrors=MIRRORS, system_dirs=SYSTEM_DIRS)[0]

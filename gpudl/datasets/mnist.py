@@ -81,8 +81,18 @@ def load_split(dataset: str, files: Mapping[str, RemoteFile], split: str, *, pat
     return images, labels
 
 
-def _mirrors(mirrors):
-    return list(MIRRORS) if mirrors is None else ([mirrors] if isinstance(mirrors, str) else list(mirrors))
+def load_splits(dataset: str, files: Mapping[str, RemoteFile], splits: Sequence[str], *, path,
+                download: bool, mirrors, default_mirrors: Sequence[str],
+                system_dirs: Sequence[str]) -> tuple:
+    """``load_split`` for each of ``splits``; ``mirrors`` None means ``default_mirrors``, a
+    string means that one base URL. Callers pass their module-level lists at call time, so
+    changes to ``MIRRORS`` / ``SYSTEM_DIRS`` take effect."""
+    if mirrors is None:
+        mirrors = list(default_mirrors)
+    elif isinstance(mirrors, str):
+        mirrors = [mirrors]
+    kwargs = dict(path=path, download=download, mirrors=list(mirrors), system_dirs=system_dirs)
+    return tuple(load_split(dataset, files, split, **kwargs) for split in splits)
 
 
 def load_data(path=None, download: bool = True, mirrors: Sequence[str] | None = None):
@@ -93,13 +103,11 @@ def load_data(path=None, download: bool = True, mirrors: Sequence[str] | None = 
     :data:`MIRRORS`, base URLs). Raises :class:`gpudl.errors.DatasetError` when a file is
     missing, corrupt or fails its checksum.
     """
-    kwargs = dict(path=path, download=download, mirrors=_mirrors(mirrors), system_dirs=SYSTEM_DIRS)
-    train = load_split(NAME, FILES, "train", **kwargs)
-    test = load_split(NAME, FILES, "test", **kwargs)
-    return train, test
+    return load_splits(NAME, FILES, ("train", "test"), path=path, download=download, mirrors=mirrors,
+                       default_mirrors=MIRRORS, system_dirs=SYSTEM_DIRS)
 
 
 def load_test(path=None, download: bool = True, mirrors: Sequence[str] | None = None):
     """Only the 10,000 test images: ``(x_test, y_test)``. Same arguments as :func:`load_data`."""
-    return load_split(NAME, FILES, "test", path=path, download=download,
-                      mirrors=_mirrors(mirrors), system_dirs=SYSTEM_DIRS)
+    return load_splits(NAME, FILES, ("test",), path=path, download=download, mirrors=mirrors,
+                       default_mirrors=MIRRORS, system_dirs=SYSTEM_DIRS)[0]
