@@ -299,8 +299,12 @@ class Sequential(Layer):
         return b
 
     def _on_cupy(self):
-        ps = self.params()
-        return bool(ps) and backend.is_cupy_array(ps[0].data)
+        # called for every batch: look at the first parameter only, not the whole list
+        for layer in self.layers:
+            ps = layer.params()
+            if ps:
+                return backend.is_cupy_array(ps[0].data)
+        return False
 
     def _x_dtype(self):
         return np.dtype(self.dtype or backend.default_dtype)
@@ -390,7 +394,6 @@ class Sequential(Layer):
                 perm = rng.permutation(n) if shuffle else np.arange(n)
                 if start_batch:
                     grandom.set_state(self._resume_info["training"]["rng_state"])
-                self._epoch_perm_shuffled = bool(shuffle)
                 cbl.on_epoch_begin(epoch, {})
                 progress.start(epoch)
                 total, count, correct = 0.0, 0, 0
@@ -436,7 +439,6 @@ class Sequential(Layer):
 
     @staticmethod
     def _correct(out, yb):
-        xp = backend.get_array_module(out)
         pred = out.argmax(axis=1)
         truth = yb if yb.ndim == 1 else yb.argmax(axis=1)
         return int((pred == truth).sum())
