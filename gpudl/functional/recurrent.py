@@ -19,9 +19,9 @@ import numpy as np
 
 from .. import backend
 from ..autograd import Function, Tensor, as_tensor
-from ._util import require_float
+from ._util import contiguous, require_float
 
-__all__ = ["unstack", "lstm_cell", "gru_cell", "simple_rnn_cell", "RNN_ACTIVATIONS"]
+__all__ = ["unstack", "lstm_cell", "lstm_sequence", "gru_cell", "simple_rnn_cell", "RNN_ACTIVATIONS"]
 
 #: activations the fused SimpleRNN cell knows the derivative of (others: composed ops)
 RNN_ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
@@ -91,52 +91,132 @@ def unstack(x):
 
 # ---- LSTM -----------------------------------------------------------------------------
 
-class LSTMCell(Function):
-    """One LSTM step: (xw_t, h, c, U) -> (h_new, c_new).
+_cpu_jit = None
 
-    z = xw_t + h @ U; i, f, o = sigmoid; g = tanh; c_new = f*c + i*g; h_new = o*tanh(c_new).
+
+def cpu_jit_enabled() -> bool:
+    """Whether the NumPy backend runs the LSTM step's elementwise work as compiled loops
+    (numba installed, and ``GPUDL_CPU_JIT`` not set to 0). Decided once, on first use."""
+    global _cpu_jit
+    if _cpu_jit is None:
+        import os
+        if os.environ.get("GPUDL_CPU_JIT", "1").strip().lower() in ("0", "false", "no", "off"):
+            _cpu_jit = False
+        else:
+            try:
+                import numba  # noqa: F401
+                _cpu_jit = True
+            except ImportError:
+                _cpu_jit = False
+    return _cpu_jit
+
+
+def _lstm_forward_step(z, xw, c_prev, c, tc, h):
+    """Array-API twin of _recurrent_jit.lstm_forward_step (CuPy, or NumPy without numba):
+    ``z`` holds h_prev @ U on entry, the gates i, f, g, o on exit."""
+    xp = backend.get_array_module(z)
+    n = c.shape[1]
+    z += xw
+    _gates(xp, z, _gate_consts(xp, z.dtype, n, "lstm"))
+    i, f, g, o = z[:, :n], z[:, n:2 * n], z[:, 2 * n:3 * n], z[:, 3 * n:]
+    xp.multiply(f, c_prev, out=c)
+    c += i * g
+    xp.tanh(c, out=tc)
+    xp.multiply(o, tc, out=h)
+
+
+def _lstm_backward_step(act, c_prev, tc, dh_out, dh_rec, dc, dz, dc_prev):
+    """Array-API twin of _recurrent_jit.lstm_backward_step (``dc_prev`` may be ``dc``)."""
+    xp = backend.get_array_module(act)
+    n = tc.shape[1]
+    i, f, g, o = act[:, :n], act[:, n:2 * n], act[:, 2 * n:3 * n], act[:, 3 * n:]
+    dh = dh_out + dh_rec
+    xp.multiply(dh, tc, out=dz[:, 3 * n:])           # d o
+    dct = 1 - tc * tc
+    dct *= o
+    dct *= dh
+    dct += dc                                         # dL/dc through h and from step t+1
+    xp.multiply(dct, g, out=dz[:, :n])               # d i
+    xp.multiply(dct, c_prev, out=dz[:, n:2 * n])     # d f
+    xp.multiply(dct, i, out=dz[:, 2 * n:3 * n])      # d g
+    xp.multiply(dct, f, out=dc_prev)
+    _gates_grad(act, dz, _gate_consts(xp, act.dtype, n, "lstm"))
+
+
+def _lstm_steps(xp):
+    if xp is np and cpu_jit_enabled():
+        from . import _recurrent_jit as jit
+        return jit.lstm_forward_step, jit.lstm_backward_step
+    return _lstm_forward_step, _lstm_backward_step
+
+
+class LSTMSequence(Function):
+    """A whole LSTM sequence as one node: (xw (T, N, 4n), h0, c0, U) -> (hs (T, N, n), c_T).
+
+    Per step t: z = xw[t] + h @ U; i, f, o = sigmoid; g = tanh; c = f*c + i*g;
+    h = o*tanh(c). Forward writes every step into preallocated (T, ...) buffers; backward
+    walks the steps in reverse with one matmul per step for dL/dh, then gets dL/dU from
+    all steps at once, ``H_prev^T @ dZ`` over T*N rows: one large matmul instead of T
+    small ones. dL/dxw is the stacked dZ itself.
     """
 
-    def forward(self, xw, h, c, U):
+    def forward(self, xw, h0, c0, U):
         xp = backend.get_array_module(xw)
-        n = h.shape[1]
-        consts = _gate_consts(xp, xw.dtype, n, "lstm")
-        act = h @ U
-        act += xw
-        _gates(xp, act, consts)
-        i, f, g, o = act[:, :n], act[:, n:2 * n], act[:, 2 * n:3 * n], act[:, 3 * n:]
-        c_new = f * c
-        c_new += i * g
-        tc = xp.tanh(c_new)
-        h_new = o * tc
-        self._saved = (act, c, tc, h, U, consts)
-        return h_new, c_new
+        xw, h0, c0 = contiguous(xw), contiguous(h0), contiguous(c0)
+        steps, batch, _ = xw.shape
+        n = h0.shape[1]
+        step, _ = _lstm_steps(xp)
+        acts = xp.empty(xw.shape, dtype=xw.dtype)
+        cs, tcs, hs = (xp.empty((steps, batch, n), dtype=xw.dtype) for _ in range(3))
+        h, c = h0, c0
+        for t in range(steps):
+            xp.matmul(h, U, out=acts[t])
+            step(acts[t], xw[t], c, cs[t], tcs[t], hs[t])
+            h, c = hs[t], cs[t]
+        self._saved = (acts, cs, tcs, hs, h0, c0, U)
+        return hs, cs[-1]
 
-    def backward(self, dh, dc):
-        act, c, tc, h, U, consts = self._saved
-        xp = backend.get_array_module(act)
-        n = h.shape[1]
-        i, f, g, o = act[:, :n], act[:, n:2 * n], act[:, 2 * n:3 * n], act[:, 3 * n:]
-        dact = xp.empty_like(act)
-        xp.multiply(dh, tc, out=dact[:, 3 * n:])          # d o
-        dct = 1 - tc * tc
-        dct *= o
-        dct *= dh
-        dct += dc                                          # total d c_new
-        xp.multiply(dct, g, out=dact[:, :n])               # d i
-        xp.multiply(dct, c, out=dact[:, n:2 * n])          # d f
-        xp.multiply(dct, i, out=dact[:, 2 * n:3 * n])      # d g
-        dc_prev = dct * f
-        dz = _gates_grad(act, dact, consts)
-        dh_prev = dz @ U.T if self.inputs[1].requires_grad else None
-        dU = h.T @ dz if self.inputs[3].requires_grad else None
-        return dz, dh_prev, dc_prev, dU
+    def backward(self, dhs, dc_last):
+        acts, cs, tcs, hs, h0, c0, U = self._saved
+        xp = backend.get_array_module(acts)
+        dhs = contiguous(dhs)
+        _, step = _lstm_steps(xp)
+        steps = acts.shape[0]
+        dz = xp.empty_like(acts)
+        dh_rec = xp.zeros_like(h0)
+        dc = dc_last.astype(acts.dtype, copy=True)    # updated in place, step by step
+        Ut = U.T
+        for t in range(steps - 1, -1, -1):
+            step(acts[t], cs[t - 1] if t else c0, tcs[t], dhs[t], dh_rec, dc, dz[t], dc)
+            if t or self.needs_grad(1):
+                xp.matmul(dz[t], Ut, out=dh_rec)
+        dU = None
+        if self.needs_grad(3):
+            n = h0.shape[1]
+            dU = h0.T @ dz[0]
+            if steps > 1:
+                dU += hs[:-1].reshape(-1, n).T @ dz[1:].reshape(-1, 4 * n)
+        return (dz, dh_rec if self.needs_grad(1) else None,
+                dc if self.needs_grad(2) else None, dU)
+
+
+def lstm_sequence(xw, h0, c0, U):
+    """A whole LSTM sequence from its input projections ``xw`` (T, N, 4*units), time-major
+    (``xw[t] = x_t @ W + b``), initial states ``h0``, ``c0`` (N, units) and the recurrent
+    kernel ``U`` (units, 4*units): -> (hs, c_T), ``hs`` (T, N, units) every hidden state,
+    ``c_T`` the last cell state."""
+    _check_cell("lstm_sequence", xw, h0, U, 4, c0, seq=True)
+    _check_same_dtype("lstm_sequence", xw=xw, h0=h0, c0=c0, U=U)
+    return LSTMSequence()(xw, h0, c0, U)
 
 
 def lstm_cell(xw_t, h, c, U):
     """One LSTM step from the input projection ``xw_t`` (N, 4*units): -> (h_new, c_new)."""
     _check_cell("lstm_cell", xw_t, h, U, 4, c)
-    return LSTMCell()(xw_t, h, c, U)
+    _check_same_dtype("lstm_cell", xw_t=xw_t, h=h, c=c, U=U)
+    xw_t = as_tensor(xw_t)
+    hs, c_new = LSTMSequence()(xw_t.reshape(1, *xw_t.shape), h, c, U)
+    return hs.reshape(hs.shape[1:]), c_new
 
 
 # ---- GRU ------------------------------------------------------------------------------
@@ -309,13 +389,28 @@ def simple_rnn_cell(xw_t, h, U, activation="tanh"):
     return SimpleRNNCell(activation)(xw_t, h, U)
 
 
-def _check_cell(op, xw_t, h, U, k, c=None):
-    require_float(xw_t, op)
+def _check_cell(op, xw, h, U, k, c=None, seq=False):
+    """Shapes of one step (``xw`` (N, k*n)) or, with ``seq``, of a sequence (T, N, k*n)."""
+    require_float(xw, op)
     n = h.shape[-1]
     if len(U.shape) != 2 or tuple(U.shape) != (n, k * n):
         raise ValueError(f"{op} expected U of shape ({n}, {k * n}) for {n} units, got {tuple(U.shape)}")
-    if len(h.shape) != 2 or tuple(xw_t.shape) != (h.shape[0], k * n):
-        raise ValueError(f"{op} expected xw_t of shape ({h.shape[0]}, {k * n}) for state {tuple(h.shape)}, "
-                         f"got {tuple(xw_t.shape)}")
+    if len(h.shape) != 2:
+        raise ValueError(f"{op} expected the state h of rank 2 (batch, units), got shape {tuple(h.shape)}")
+    want = (h.shape[0], k * n)
+    if seq:
+        if len(xw.shape) != 3 or xw.shape[0] < 1 or tuple(xw.shape[1:]) != want:
+            raise ValueError(f"{op} expected xw of shape (steps >= 1, {want[0]}, {want[1]}) for state "
+                             f"{tuple(h.shape)}, got {tuple(xw.shape)}")
+    elif tuple(xw.shape) != want:
+        raise ValueError(f"{op} expected xw_t of shape {want} for state {tuple(h.shape)}, "
+                         f"got {tuple(xw.shape)}")
     if c is not None and tuple(c.shape) != tuple(h.shape):
         raise ValueError(f"{op} expected the cell state c of shape {tuple(h.shape)}, got {tuple(c.shape)}")
+
+
+def _check_same_dtype(op, **arrays):
+    dtypes = {name: np.dtype(a.dtype) for name, a in arrays.items()}
+    if len(set(dtypes.values())) > 1:
+        got = ", ".join(f"{name} {dt}" for name, dt in dtypes.items())
+        raise TypeError(f"{op} expected one floating-point dtype for all its inputs, got {got}")

@@ -25,7 +25,7 @@ from .. import activations, backend
 from .. import functional as F
 from .. import regularizers
 from ..autograd import Tensor, concatenate, stack
-from ..functional.recurrent import (RNN_ACTIVATIONS, gru_cell, lstm_cell, simple_rnn_cell,
+from ..functional.recurrent import (RNN_ACTIVATIONS, gru_cell, lstm_sequence, simple_rnn_cell,
                                     unstack)
 from .base import InputSpec, Layer, get_layer_class
 from .core import _act_name, _init_name, _positive_int, _reg_config
@@ -121,14 +121,15 @@ class _Recurrent(Layer):
         b_in = self._input_bias()
         # time-major, so each step's projection is one contiguous (batch, k*units) block
         xw = F.linear(x.transpose(1, 0, 2), self.W, b_in)
-        steps = unstack(xw)
         if self.go_backwards:
-            steps = steps[::-1]
-        outputs = []
-        for xw_t in steps:
-            states = self._step(xw_t, states)
-            outputs.append(states[0])
-        out = stack(outputs, axis=1) if self.return_sequences else outputs[-1]
+            xw = xw[::-1]
+        seq, states = self._scan(xw, states)
+        if not self.return_sequences:
+            out = states[0]
+        elif isinstance(seq, list):
+            out = stack(seq, axis=1)
+        else:
+            out = seq.transpose(1, 0, 2)
         if self.return_state:
             return [out] + list(states)
         return out
@@ -136,8 +137,17 @@ class _Recurrent(Layer):
     def _input_bias(self):
         return self.b if self.use_bias else None
 
+    def _scan(self, xw, states):
+        """Run the steps of ``xw`` (T, N, k*units): -> (outputs, final states), outputs a
+        list of T (N, units) Tensors or one time-major (T, N, units) Tensor."""
+        outputs = []
+        for xw_t in unstack(xw):
+            states = self._step(xw_t, states)
+            outputs.append(states[0])
+        return outputs, states
+
     def _step(self, xw_t, states):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define _step or _scan")
 
     def _initial_states(self, x, given):
         n = x.shape[0]
@@ -230,9 +240,10 @@ class LSTM(_Recurrent):
             return b
         return init
 
-    def _step(self, xw_t, states):
-        h, c = lstm_cell(xw_t, states[0], states[1], self.U)
-        return [h, c]
+    def _scan(self, xw, states):
+        # the whole sequence in one fused op (one node, batched dL/dU)
+        hs, c = lstm_sequence(xw, states[0], states[1], self.U)
+        return hs, [hs[-1], c]
 
     def get_config(self):
         cfg = super().get_config()
