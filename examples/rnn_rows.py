@@ -1,8 +1,10 @@
 """Lecture II's recurrent network on images: read each 28x28 image row by row, 28 steps
-of 28 pixels, with one LSTM(128) layer, and classify its last state with Dense(10, softmax).
+of 28 pixels, with one LSTM(128) layer (or GRU, or Elman RNN), and classify its last
+state with Dense(10, softmax).
 
-    python examples/rnn_rows.py                       # Fashion-MNIST, 10 epochs
+    python examples/rnn_rows.py                       # Fashion-MNIST, LSTM, 10 epochs
     python examples/rnn_rows.py --limit 2000 --epochs 2 --dataset mnist
+    python examples/rnn_rows.py --cell gru --torch    # GRU, timed against PyTorch's nn.GRU
 
 Prints the time of each epoch and the final test accuracy. On a busy shared machine,
 OPENBLAS_NUM_THREADS=1 keeps multi-threaded BLAS from spinning against other work.
@@ -22,9 +24,15 @@ import gpudl  # noqa: E402
 from gpudl import callbacks, layers, optimizers  # noqa: E402
 
 
+#: --cell -> (gpudl layer, PyTorch module)
+CELLS = {"lstm": ("LSTM", "LSTM"), "gru": ("GRU", "GRU"), "rnn": ("SimpleRNN", "RNN")}
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="LSTM reading images row by row (28 steps of 28 pixels)")
     p.add_argument("--dataset", choices=["fashion-mnist", "mnist"], default="fashion-mnist")
+    p.add_argument("--cell", choices=sorted(CELLS), default="lstm",
+                   help="the recurrent layer: lstm (default), gru (reset after, as PyTorch) or rnn (Elman, tanh)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--units", type=int, default=128)
@@ -65,7 +73,7 @@ class EpochTimer(callbacks.Callback):
         print(line, flush=True)
 
 
-def torch_peer(x_train, y_train, units, batch_size, lr, seed):
+def torch_peer(x_train, y_train, cell, units, batch_size, lr, seed):
     """The same model in PyTorch CPU: (run_one_epoch, test_accuracy(x, y))."""
     import torch
     torch.manual_seed(seed)
@@ -73,11 +81,11 @@ def torch_peer(x_train, y_train, units, batch_size, lr, seed):
     class RowReader(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.lstm = torch.nn.LSTM(x_train.shape[2], units, batch_first=True)
+            self.rnn = getattr(torch.nn, CELLS[cell][1])(x_train.shape[2], units, batch_first=True)
             self.out = torch.nn.Linear(units, 10)
 
         def forward(self, x):
-            return self.out(self.lstm(x)[0][:, -1])
+            return self.out(self.rnn(x)[0][:, -1])
 
     model = RowReader()
     opt = torch.optim.Adam(model.parameters(), lr=lr, eps=1e-7)
@@ -121,7 +129,7 @@ def main(argv=None):
           f"read as {x_train.shape[1]} steps of {x_train.shape[2]} pixels")
 
     model = gpudl.Sequential([
-        layers.LSTM(args.units),
+        getattr(layers, CELLS[args.cell][0])(args.units),
         layers.Dense(10, activation="softmax"),
     ], input_shape=(28, 28))
     model.compile(optimizer=optimizers.Adam(learning_rate=args.learning_rate),
@@ -129,7 +137,7 @@ def main(argv=None):
     model.summary()
     peer = accuracy = None
     if args.torch:
-        peer, accuracy = torch_peer(x_train, y_train, args.units, args.batch_size, args.learning_rate, args.seed)
+        peer, accuracy = torch_peer(x_train, y_train, args.cell, args.units, args.batch_size, args.learning_rate, args.seed)
     timer = EpochTimer(peer)
     model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, shuffle=True,
               callbacks=[timer], verbose=0, seed=args.seed)

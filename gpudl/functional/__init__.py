@@ -5,11 +5,11 @@ from .dropout import dropout
 from .linear import linear
 from .loss import categorical_crossentropy, mean_squared_error, softmax_cross_entropy
 from .pooling import avg_pool2d, max_pool2d
-from .recurrent import gru_cell, lstm_cell, lstm_sequence, simple_rnn_cell, unstack
+from .recurrent import gru_cell, gru_sequence, lstm_cell, lstm_sequence, simple_rnn_cell, unstack
 from .shape import flatten
 
 __all__ = [
     "linear", "sigmoid", "tanh", "relu", "leaky_relu", "prelu", "maxout", "softmax", "log_softmax",
     "softmax_cross_entropy", "mean_squared_error", "categorical_crossentropy", "dropout", "flatten",
-    "conv2d", "max_pool2d", "avg_pool2d", "simple_rnn_cell", "lstm_cell", "lstm_sequence", "gru_cell", "unstack",
+    "conv2d", "max_pool2d", "avg_pool2d", "simple_rnn_cell", "lstm_cell", "lstm_sequence", "gru_cell", "gru_sequence", "unstack",
 ]

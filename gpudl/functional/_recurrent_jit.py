@@ -146,3 +146,52 @@ def lstm_backward_step(act, c_prev, tc, dh_out, dh_rec, dc, dz, dc_prev):
             dzr[2 * n + k] = d[k] * i * (_one(g) - g * g)
         for k in range(n):
             dcp[k] = d[k] * ar[n + k]
+
+
+@_jit
+def gru_forward_step(hu, xw, b_rec, h_prev, hh, h):
+    """One GRU step (reset gate after the matmul) after the matmul. In: ``hu`` = h_prev @ U
+    (N, 3n), ``xw`` (N, 3n), ``b_rec`` (3n,). Out: ``hu`` overwritten with z, r and
+    hu_h = (h_prev @ U + b_rec)[h block]; ``hh`` = tanh(xw_h + r * hu_h); ``h`` = hh +
+    z * (h_prev - hh). Passes per row, as in the LSTM step."""
+    rows, n = h.shape
+    for r in range(rows):
+        ur, xr, hp, hhr, hr = hu[r], xw[r], h_prev[r], hh[r], h[r]
+        for k in range(3 * n):
+            ur[k] += b_rec[k]
+        for k in range(2 * n):
+            ur[k] = _sigmoid(ur[k] + xr[k])
+        for k in range(n):
+            hhr[k] = _tanh(xr[2 * n + k] + ur[n + k] * ur[2 * n + k])
+        for k in range(n):
+            hr[k] = hhr[k] + ur[k] * (hp[k] - hhr[k])
+
+
+@_jit
+def gru_backward_step(act, hh, h_prev, dh_out, dh_rec, dh_dir, dxw, dhu):
+    """The gradients of one GRU step. dL/dh is ``dh_out + dh_rec + dh_dir`` (this step's
+    output, the next step's matmul path, the next step's direct ``z * h`` path). Writes
+    dL/dxw and dL/d(h_prev @ U + b_rec) into ``dxw`` and ``dhu`` (N, 3n), and this step's
+    direct path dL/dh * z into ``dh_dir`` (in place)."""
+    rows, n = hh.shape
+    d = np.empty(n, dtype=hh.dtype)
+    for r in range(rows):
+        ar, tr, hp, dxr, dur = act[r], hh[r], h_prev[r], dxw[r], dhu[r]
+        ho, hrc, hd = dh_out[r], dh_rec[r], dh_dir[r]
+        for k in range(n):
+            d[k] = ho[k] + hrc[k] + hd[k]
+        for k in range(n):
+            z, t = ar[k], tr[k]
+            dxr[2 * n + k] = d[k] * (_one(z) - z) * (_one(t) - t * t)      # candidate
+        for k in range(n):
+            dur[2 * n + k] = dxr[2 * n + k] * ar[n + k]                    # through r * hu_h
+        for k in range(n):
+            z, t, rg = ar[k], tr[k], ar[n + k]
+            dxr[n + k] = d[k] * (_one(z) - z) * (_one(t) - t * t) * ar[2 * n + k] * rg * (_one(rg) - rg)
+        for k in range(n):
+            z = ar[k]
+            dxr[k] = d[k] * (hp[k] - tr[k]) * z * (_one(z) - z)           # update gate
+        for k in range(2 * n):
+            dur[k] = dxr[k]
+        for k in range(n):
+            hd[k] = d[k] * ar[k]

@@ -21,7 +21,7 @@ from .. import backend
 from ..autograd import Function, Tensor, as_tensor
 from ._util import contiguous, require_float
 
-__all__ = ["unstack", "lstm_cell", "lstm_sequence", "gru_cell", "simple_rnn_cell", "RNN_ACTIVATIONS"]
+__all__ = ["unstack", "lstm_cell", "lstm_sequence", "gru_cell", "gru_sequence", "simple_rnn_cell", "RNN_ACTIVATIONS"]
 
 #: activations the fused SimpleRNN cell knows the derivative of (others: composed ops)
 RNN_ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
@@ -221,55 +221,118 @@ def lstm_cell(xw_t, h, c, U):
 
 # ---- GRU ------------------------------------------------------------------------------
 
-class GRUCellResetAfter(Function):
-    """GRU step with the reset gate applied after the recurrent matmul (Keras'
-    reset_after=True, cuDNN's and PyTorch's form): (xw_t, h, U, b_rec) -> h_new.
+def _gru_forward_step(hu, xw, b_rec, h_prev, hh, h):
+    """Array-API twin of _recurrent_jit.gru_forward_step: ``hu`` holds h_prev @ U on
+    entry; z, r and hu_h (with the recurrent bias) on exit."""
+    xp = backend.get_array_module(hu)
+    n = h.shape[1]
+    hu += b_rec
+    zr = hu[:, :2 * n]
+    zr += xw[:, :2 * n]
+    _gates(xp, zr, _gate_consts(xp, hu.dtype, n, "gru"))
+    xp.multiply(hu[:, n:2 * n], hu[:, 2 * n:], out=hh)
+    hh += xw[:, 2 * n:]
+    xp.tanh(hh, out=hh)
+    xp.subtract(h_prev, hh, out=h)
+    h *= hu[:, :n]
+    h += hh
 
-    hu = h @ U + b_rec; z, r = sigmoid(xw + hu)[z, r blocks];
-    hh = tanh(xw_h + r * hu_h); h_new = z * h + (1 - z) * hh.
+
+def _gru_backward_step(act, hh, h_prev, dh_out, dh_rec, dh_dir, dxw, dhu):
+    """Array-API twin of _recurrent_jit.gru_backward_step."""
+    xp = backend.get_array_module(act)
+    n = hh.shape[1]
+    z, r, hu_h = act[:, :n], act[:, n:2 * n], act[:, 2 * n:]
+    d = dh_out + dh_rec
+    d += dh_dir
+    dpre_h = dxw[:, 2 * n:]
+    xp.multiply(hh, hh, out=dpre_h)
+    xp.subtract(1, dpre_h, out=dpre_h)
+    dpre_h *= 1 - z
+    dpre_h *= d                                       # d (candidate pre-activation)
+    xp.multiply(dpre_h, r, out=dhu[:, 2 * n:])
+    xp.multiply(dpre_h, hu_h, out=dxw[:, n:2 * n])    # d r
+    xp.multiply(h_prev - hh, d, out=dxw[:, :n])       # d z
+    _gates_grad(act[:, :2 * n], dxw[:, :2 * n], _gate_consts(xp, act.dtype, n, "gru"))
+    dhu[:, :2 * n] = dxw[:, :2 * n]
+    xp.multiply(d, z, out=dh_dir)
+
+
+def _gru_steps(xp):
+    if xp is np and cpu_jit_enabled():
+        from . import _recurrent_jit as jit
+        return jit.gru_forward_step, jit.gru_backward_step
+    return _gru_forward_step, _gru_backward_step
+
+
+class GRUSequence(Function):
+    """A whole GRU sequence (reset gate after the recurrent matmul: Keras' reset_after=True,
+    cuDNN's and PyTorch's form) as one node: (xw (T, N, 3n), h0, U, b_rec) -> hs (T, N, n).
+
+    Per step: hu = h @ U + b_rec; z, r = sigmoid(xw + hu)[z, r blocks];
+    hh = tanh(xw_h + r * hu_h); h = z * h + (1 - z) * hh. As LSTMSequence: preallocated
+    buffers, one matmul per step each way, dL/dU and dL/db_rec from all steps at once.
     """
 
-    def forward(self, xw, h, U, b_rec):
+    def forward(self, xw, h0, U, b_rec):
         xp = backend.get_array_module(xw)
-        n = h.shape[1]
-        consts = _gate_consts(xp, xw.dtype, n, "gru")
-        hu = h @ U
-        hu += b_rec
-        zr = xw[:, :2 * n] + hu[:, :2 * n]
-        _gates(xp, zr, consts)
-        z, r = zr[:, :n], zr[:, n:]
-        hu_h = hu[:, 2 * n:]
-        hh = r * hu_h
-        hh += xw[:, 2 * n:]
-        xp.tanh(hh, out=hh)
-        h_new = h - hh
-        h_new *= z
-        h_new += hh
-        self._saved = (zr, hu_h, hh, h, U, consts)
-        return h_new
+        xw, h0, b_rec = contiguous(xw), contiguous(h0), contiguous(b_rec)
+        steps, batch, _ = xw.shape
+        n = h0.shape[1]
+        step, _ = _gru_steps(xp)
+        acts = xp.empty(xw.shape, dtype=xw.dtype)
+        hhs, hs = (xp.empty((steps, batch, n), dtype=xw.dtype) for _ in range(2))
+        h = h0
+        for t in range(steps):
+            xp.matmul(h, U, out=acts[t])
+            step(acts[t], xw[t], b_rec, h, hhs[t], hs[t])
+            h = hs[t]
+        self._saved = (acts, hhs, hs, h0, U)
+        return hs
 
-    def backward(self, dh):
-        zr, hu_h, hh, h, U, consts = self._saved
-        xp = backend.get_array_module(zr)
-        n = h.shape[1]
-        z, r = zr[:, :n], zr[:, n:]
-        dhu = xp.empty((h.shape[0], 3 * n), dtype=dh.dtype)
-        dzr = dhu[:, :2 * n]
-        xp.multiply(dh, h - hh, out=dzr[:, :n])           # d z
-        dpre_h = 1 - hh * hh
-        dpre_h *= 1 - z
-        dpre_h *= dh                                      # d (candidate pre-activation)
-        xp.multiply(dpre_h, hu_h, out=dzr[:, n:])         # d r
-        _gates_grad(zr, dzr, consts)
-        dxw = xp.concatenate([dzr, dpre_h], axis=1)
-        xp.multiply(dpre_h, r, out=dhu[:, 2 * n:])
-        dh_prev = None
-        if self.inputs[1].requires_grad:
-            dh_prev = dhu @ U.T
-            dh_prev += dh * z
-        dU = h.T @ dhu if self.inputs[2].requires_grad else None
-        db = dhu.sum(axis=0) if self.inputs[3].requires_grad else None
-        return dxw, dh_prev, dU, db
+    def backward(self, dhs):
+        acts, hhs, hs, h0, U = self._saved
+        xp = backend.get_array_module(acts)
+        dhs = contiguous(dhs)
+        _, step = _gru_steps(xp)
+        steps = acts.shape[0]
+        dxw, dhu = xp.empty_like(acts), xp.empty_like(acts)
+        dh_rec, dh_dir = xp.zeros_like(h0), xp.zeros_like(h0)
+        Ut = U.T
+        for t in range(steps - 1, -1, -1):
+            step(acts[t], hhs[t], hs[t - 1] if t else h0, dhs[t], dh_rec, dh_dir, dxw[t], dhu[t])
+            if t or self.needs_grad(1):
+                xp.matmul(dhu[t], Ut, out=dh_rec)
+        dh0 = dh_rec + dh_dir if self.needs_grad(1) else None
+        dU = db = None
+        if self.needs_grad(2):
+            n = h0.shape[1]
+            dU = h0.T @ dhu[0]
+            if steps > 1:
+                dU += hs[:-1].reshape(-1, n).T @ dhu[1:].reshape(-1, 3 * n)
+        if self.needs_grad(3):
+            db = dhu.reshape(-1, dhu.shape[-1]).sum(axis=0)
+        return dxw, dh0, dU, db
+
+
+def gru_sequence(xw, h0, U, b_rec=None):
+    """A whole GRU sequence, reset gate after the matmul, from its input projections ``xw``
+    (T, N, 3*units), time-major, the initial state ``h0`` (N, units), the recurrent kernel
+    ``U`` (units, 3*units) and recurrent bias ``b_rec`` (3*units,) (zeros when None):
+    -> hs (T, N, units), every hidden state."""
+    _check_cell("gru_sequence", xw, h0, U, 3, seq=True)
+    b_rec = _recurrent_bias("gru_sequence", U, b_rec)
+    _check_same_dtype("gru_sequence", xw=xw, h0=h0, U=U, b_rec=b_rec)
+    return GRUSequence()(xw, h0, U, b_rec)
+
+
+def _recurrent_bias(op, U, b_rec):
+    if b_rec is None:
+        return Tensor._wrap(backend.get_array_module(U.data).zeros(U.shape[1], dtype=U.dtype))
+    if tuple(b_rec.shape) != (U.shape[1],):
+        raise ValueError(f"{op} expected the recurrent bias b_rec of shape ({U.shape[1]},), "
+                         f"got {tuple(b_rec.shape)}")
+    return b_rec
 
 
 class GRUCellResetBefore(Function):
@@ -325,14 +388,16 @@ class GRUCellResetBefore(Function):
 def gru_cell(xw_t, h, U, b_rec=None, reset_after=True):
     """One GRU step from the input projection ``xw_t`` (N, 3*units) -> h_new.
 
-    ``reset_after=True`` needs the recurrent bias ``b_rec`` (3*units,) (it sits inside
-    ``r * (h @ U_h + b_rec_h)``); ``reset_after=False`` takes none.
+    ``reset_after=True`` takes the recurrent bias ``b_rec`` (3*units,) (it sits inside
+    ``r * (h @ U_h + b_rec_h)``; zeros when None); ``reset_after=False`` takes none.
     """
     _check_cell("gru_cell", xw_t, h, U, 3)
     if reset_after:
-        if b_rec is None:
-            b_rec = Tensor._wrap(backend.get_array_module(U.data).zeros(U.shape[1], dtype=U.dtype))
-        return GRUCellResetAfter()(xw_t, h, U, b_rec)
+        b_rec = _recurrent_bias("gru_cell", U, b_rec)
+        _check_same_dtype("gru_cell", xw_t=xw_t, h=h, U=U, b_rec=b_rec)
+        xw_t = as_tensor(xw_t)
+        hs = GRUSequence()(xw_t.reshape(1, *xw_t.shape), h, U, b_rec)
+        return hs.reshape(hs.shape[1:])
     if b_rec is not None:
         raise ValueError("gru_cell with reset_after=False takes no recurrent bias")
     return GRUCellResetBefore()(xw_t, h, U)

@@ -25,8 +25,8 @@ from .. import activations, backend
 from .. import functional as F
 from .. import regularizers
 from ..autograd import Tensor, concatenate, stack
-from ..functional.recurrent import (RNN_ACTIVATIONS, gru_cell, lstm_sequence, simple_rnn_cell,
-                                    unstack)
+from ..functional.recurrent import (RNN_ACTIVATIONS, gru_cell, gru_sequence, lstm_sequence,
+                                    simple_rnn_cell, unstack)
 from .base import InputSpec, Layer, get_layer_class
 from .core import _act_name, _init_name, _positive_int, _reg_config
 
@@ -273,16 +273,15 @@ class GRU(_Recurrent):
             return None
         return self.b[0] if self.reset_after else self.b
 
-    def forward(self, x, initial_state=None):
-        # the recurrent bias row is sliced once per call, not once per step
-        self._b_rec = self.b[1] if self.use_bias and self.reset_after else None
-        try:
-            return super().forward(x, initial_state)
-        finally:
-            self._b_rec = None
+    def _scan(self, xw, states):
+        if not self.reset_after:
+            return super()._scan(xw, states)
+        # reset_after: the whole sequence in one fused op (one node, batched dL/dU)
+        hs = gru_sequence(xw, states[0], self.U, self.b[1] if self.use_bias else None)
+        return hs, [hs[-1]]
 
     def _step(self, xw_t, states):
-        return [gru_cell(xw_t, states[0], self.U, self._b_rec, reset_after=self.reset_after)]
+        return [gru_cell(xw_t, states[0], self.U, reset_after=False)]
 
     def get_config(self):
         cfg = super().get_config()

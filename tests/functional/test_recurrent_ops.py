@@ -1,6 +1,7 @@
-"""The fused LSTM ops: lstm_sequence / lstm_cell against a NumPy float64 loop, float64
-gradient checks, and the compiled CPU step loops against their NumPy twins (float32 with
-the rational tanh, float64 with the C library's), with the compiled path on and off."""
+"""The fused recurrent ops: lstm_sequence / lstm_cell and gru_sequence / gru_cell against
+NumPy float64 loops, float64 gradient checks, and the compiled CPU step loops against
+their NumPy twins (float32 with the rational tanh, float64 with the C library's), with
+the compiled path on and off."""
 
 import numpy as np
 import pytest
@@ -83,18 +84,25 @@ def test_compiled_steps_match_numpy_twins(dtype, tol, batch, n):
     xw = rng.uniform(-2, 2, (batch, 4 * n)).astype(dtype)
     c_prev = rng.uniform(-2, 2, (batch, n)).astype(dtype)
     dh, dh_rec, dc = (rng.uniform(-1, 1, (batch, n)).astype(dtype) for _ in range(3))
-    outs = {}
-    for name, (fwd, bwd) in {"jit": (J.lstm_forward_step, J.lstm_backward_step),
-                             "np": (R._lstm_forward_step, R._lstm_backward_step)}.items():
+
+    def run(fwd, bwd):
         z = z0.copy()
         c, tc, h = (np.empty((batch, n), dtype) for _ in range(3))
         fwd(z, xw, c_prev, c, tc, h)
         dz = np.empty_like(z)
         dc_prev = dc.copy()
         bwd(z, c_prev, tc, dh, dh_rec, dc_prev, dz, dc_prev)  # in place, as the sequence op does
-        outs[name] = (z, c, tc, h, dz, dc_prev)
-        assert all(a.dtype == dtype for a in outs[name])
-    for a, b, what in zip(outs["jit"], outs["np"], ("gates", "c", "tanh c", "h", "dz", "dc_prev")):
+        return z, c, tc, h, dz, dc_prev
+    _compare_twins("lstm", run, dtype, tol, ("gates", "c", "tanh c", "h", "dz", "dc_prev"))
+
+
+def _compare_twins(cell, run, dtype, tol, names):
+    """run(forward_step, backward_step) -> arrays, with the compiled loops and the NumPy
+    twins: the same dtype out, the same values within ``tol``."""
+    jit = run(getattr(J, f"{cell}_forward_step"), getattr(J, f"{cell}_backward_step"))
+    twin = run(getattr(R, f"_{cell}_forward_step"), getattr(R, f"_{cell}_backward_step"))
+    for a, b, what in zip(jit, twin, names):
+        assert a.dtype == dtype and b.dtype == dtype, what
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol, err_msg=what)
 
 
@@ -178,7 +186,85 @@ def test_cpu_jit_can_be_switched_off_by_environment(monkeypatch):
     monkeypatch.setenv("GPUDL_CPU_JIT", "0")
     assert R.cpu_jit_enabled() is False
     assert R._lstm_steps(np) == (R._lstm_forward_step, R._lstm_backward_step)
+    assert R._gru_steps(np) == (R._gru_forward_step, R._gru_backward_step)
     monkeypatch.setattr(R, "_cpu_jit", None)
     monkeypatch.setenv("GPUDL_CPU_JIT", "1")
     assert R.cpu_jit_enabled() is True
     assert R._lstm_steps(np) == (J.lstm_forward_step, J.lstm_backward_step)
+    assert R._gru_steps(np) == (J.gru_forward_step, J.gru_backward_step)
+
+
+# ---- GRU (reset gate after the matmul) ------------------------------------------------------
+
+def ref_gru_sequence(xw, h0, U, b_rec):
+    n = h0.shape[1]
+    h, hs = h0, []
+    for t in range(xw.shape[0]):
+        hu = h @ U + b_rec
+        z, r = _sig(xw[t, :, :n] + hu[:, :n]), _sig(xw[t, :, n:2 * n] + hu[:, n:2 * n])
+        hh = np.tanh(xw[t, :, 2 * n:] + r * hu[:, 2 * n:])
+        h = z * h + (1 - z) * hh
+        hs.append(h)
+    return np.stack(hs)
+
+
+def _gru_inputs(steps, batch, n, seed=0):
+    return (rand((steps, batch, 3 * n), seed, -2, 2), rand((batch, n), seed + 1),
+            rand((n, 3 * n), seed + 2), rand((3 * n,), seed + 3))
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 2e-6), (np.float64, 1e-13)])
+@pytest.mark.parametrize("batch,n", [(1, 1), (3, 5), (17, 33)])
+def test_compiled_gru_steps_match_numpy_twins(dtype, tol, batch, n):
+    rng = np.random.default_rng(batch + n)
+    hu0 = rng.uniform(-3, 3, (batch, 3 * n)).astype(dtype)
+    xw = rng.uniform(-2, 2, (batch, 3 * n)).astype(dtype)
+    b_rec = rng.uniform(-1, 1, 3 * n).astype(dtype)
+    h_prev = rng.uniform(-1, 1, (batch, n)).astype(dtype)
+    dh, dh_rec, dh_dir = (rng.uniform(-1, 1, (batch, n)).astype(dtype) for _ in range(3))
+
+    def run(fwd, bwd):
+        hu = hu0.copy()
+        hh, h = np.empty((batch, n), dtype), np.empty((batch, n), dtype)
+        fwd(hu, xw, b_rec, h_prev, hh, h)
+        dxw, dhu, d_dir = np.empty_like(hu), np.empty_like(hu), dh_dir.copy()
+        bwd(hu, hh, h_prev, dh, dh_rec, d_dir, dxw, dhu)
+        return hu, hh, h, dxw, dhu, d_dir
+    _compare_twins("gru", run, dtype, tol, ("gates", "candidate", "h", "dxw", "dhu", "dh_dir"))
+
+
+@pytest.mark.parametrize("steps,batch,n", [(1, 1, 1), (5, 3, 4), (12, 2, 3)])
+def test_gru_sequence_forward_matches_loop(cpu_jit, steps, batch, n):
+    xw, h0, U, b = _gru_inputs(steps, batch, n)
+    want = ref_gru_sequence(xw, h0, U, b)
+    for dtype, tol in ((np.float64, 1e-12), (np.float32, 2e-5)):
+        hs = F.gru_sequence(*(gpudl.Tensor(a.astype(dtype)) for a in (xw, h0, U, b)))
+        assert hs.dtype == dtype and hs.shape == (steps, batch, n)
+        np.testing.assert_allclose(hs.numpy(), want, rtol=tol, atol=tol)
+    no_bias = F.gru_sequence(gpudl.Tensor(xw), gpudl.Tensor(h0), gpudl.Tensor(U))
+    np.testing.assert_allclose(no_bias.numpy(), ref_gru_sequence(xw, h0, U, 0 * b), rtol=1e-12)
+
+
+@pytest.mark.parametrize("steps,batch,n", [(1, 1, 2), (5, 3, 2), (12, 1, 3)])
+def test_gru_sequence_gradcheck(cpu_jit, steps, batch, n):
+    xs = [gpudl.Tensor(a, requires_grad=True) for a in _gru_inputs(steps, batch, n, seed=steps)]
+    assert gradcheck(lambda *t: F.gru_sequence(*t), xs, **GRAD)
+    assert gradcheck(lambda *t: F.gru_sequence(*t)[-1], xs, **GRAD)
+
+
+def test_gru_cell_is_one_step_of_the_sequence(cpu_jit):
+    xw, h0, U, b = _gru_inputs(1, 3, 4, seed=5)
+    h = F.gru_cell(xw[0], h0, U, b)
+    np.testing.assert_allclose(h.numpy(), ref_gru_sequence(xw, h0, U, b)[0], rtol=1e-12)
+    xs = [gpudl.Tensor(a, requires_grad=True) for a in (xw[0], h0, U, b)]
+    assert gradcheck(lambda *t: F.gru_cell(*t), xs, **GRAD)
+
+
+def test_gru_sequence_errors():
+    xw, h0, U, b = _gru_inputs(3, 2, 4)
+    with pytest.raises(ValueError, match=r"gru_sequence expected the recurrent bias b_rec of shape \(12,\), got \(8,\)"):
+        F.gru_sequence(gpudl.Tensor(xw), gpudl.Tensor(h0), gpudl.Tensor(U), gpudl.Tensor(b[:8]))
+    with pytest.raises(ValueError, match=r"gru_sequence expected xw of shape \(steps >= 1, 2, 12\).*got \(3, 2, 8\)"):
+        F.gru_sequence(gpudl.Tensor(xw[..., :8]), gpudl.Tensor(h0), gpudl.Tensor(U))
+    with pytest.raises(TypeError, match=r"one floating-point dtype.*b_rec float32"):
+        F.gru_sequence(gpudl.Tensor(xw), gpudl.Tensor(h0), gpudl.Tensor(U), gpudl.Tensor(b.astype(np.float32)))
