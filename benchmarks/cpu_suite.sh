@@ -14,3 +14,4 @@ run conv_cnn      $py benchmarks/bench_cnn_cpu.py --mnist-epoch --samples 6000 -
 run rnn           $py benchmarks/bench_rnn_cpu.py --threads 2
 run cnn_fashion   $py -m gpudl.cli train --model cnn --dataset fashion-mnist --epochs 12 --batch-size 128 --backend numpy
 run lstm_fashion  $py examples/rnn_rows.py --dataset fashion-mnist --epochs 10 --backend numpy --torch
+run gru_fashion   $py examples/rnn_rows.py --cell gru --dataset fashion-mnist --epochs 10 --backend numpy --torch
