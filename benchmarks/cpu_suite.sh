@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The CPU figures of benchmarks/RESULTS.md, one after another on a quiet machine (about
-# 45 minutes on 2 cores). Logs and JSON go to ${1:-bench-out}/.
+# 50 minutes on 2 cores). Logs and JSON go to ${1:-bench-out}/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-bench-out}
