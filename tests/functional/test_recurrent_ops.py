@@ -268,3 +268,33 @@ def test_gru_sequence_errors():
         F.gru_sequence(gpudl.Tensor(xw[..., :8]), gpudl.Tensor(h0), gpudl.Tensor(U))
     with pytest.raises(TypeError, match=r"one floating-point dtype.*b_rec float32"):
         F.gru_sequence(gpudl.Tensor(xw), gpudl.Tensor(h0), gpudl.Tensor(U), gpudl.Tensor(b.astype(np.float32)))
+
+
+# ---- one answer on every path ----------------------------------------------------------------
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_sequence_ops_agree_across_paths(cell, backend_name, monkeypatch):
+    """Forward and every gradient on the backend under test (NumPy: the compiled loops;
+    CuPy: the array twins on the GPU) against the NumPy twins, float64."""
+    from gpudl import backend
+    arrays = _inputs(6, 3, 4, seed=2) if cell == "lstm" else _gru_inputs(6, 3, 4, seed=2)
+    op = F.lstm_sequence if cell == "lstm" else F.gru_sequence
+    weight = np.random.default_rng(7).uniform(-1, 1, (6, 3, 4))
+
+    def run(name):
+        xs = [gpudl.Tensor(backend.to_backend(a, name), requires_grad=True) for a in arrays]
+        out = op(*xs)
+        hs = out[0] if isinstance(out, tuple) else out
+        loss = (hs * gpudl.Tensor(backend.to_backend(weight, name))).sum()
+        if isinstance(out, tuple):
+            loss = loss + out[1].sum()
+        loss.backward()
+        return [gpudl.to_numpy(hs.data)] + [gpudl.to_numpy(x.grad) for x in xs]
+
+    got = run(backend_name)
+    monkeypatch.setattr(R, "_cpu_jit", False)
+    gpudl.set_backend("numpy")
+    want = run("numpy")
+    for g, w, what in zip(got, want, ["hs", "d xw", "d h0", "d c0" if cell == "lstm" else "d U",
+                                      "d U" if cell == "lstm" else "d b_rec"]):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12, err_msg=what)
