@@ -395,6 +395,33 @@ def run_timings(cp, kernels, torch):
     rows.append(("maxpool 2x2 fwd+bwd 128x64x24x24", ours, "F.max_pool2d", theirs, ""))
     free(cp, torch)
 
+    # the row reader's LSTM(128): 28 steps of 28 features, batch 128, forward + backward
+    # (gpudl: cuBLAS matmuls + one step kernel each way per step; PyTorch: cuDNN), FP32
+    import gpudl
+    from gpudl import layers as gl
+    set_cupy_tf32(cp, False)
+    lstm = gl.LSTM(128)
+    xs = gpudl.Tensor(cp.random.random((128, 28, 28), dtype=cp.float32))
+    lstm(xs)
+
+    def ours_lstm():
+        for p in lstm.params():
+            p.grad = None
+        lstm(xs).sum().backward()
+    ours = cupy_time(cp, ours_lstm, reps=7)
+    theirs = None
+    if torch is not None:
+        set_torch_tf32(torch, False)
+        t_lstm = torch.nn.LSTM(28, 128, batch_first=True).cuda()
+        xt = T(xs.data)
+
+        def torch_lstm():
+            t_lstm.zero_grad(set_to_none=True)
+            t_lstm(xt)[0][:, -1].sum().backward()
+        theirs = torch_time(torch, torch_lstm, reps=7)
+    rows.append(("LSTM(128) fwd+bwd 28 steps, batch 128", ours, "cuDNN LSTM", theirs, "FP32"))
+    free(cp, torch)
+
     # host cost of one launch on a tiny array (what a CUDA graph would remove)
     small = cp.random.standard_normal(1024, dtype=cp.float32)
     sync = cp.cuda.get_current_stream().synchronize

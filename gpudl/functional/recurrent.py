@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd import Function, Tensor, as_tensor
-from ._util import contiguous, require_float
+from ._util import contiguous, on_gpu, require_float
 
 __all__ = ["unstack", "lstm_cell", "lstm_sequence", "gru_cell", "gru_sequence", "simple_rnn_cell", "RNN_ACTIVATIONS"]
 
@@ -112,8 +112,10 @@ def cpu_jit_enabled() -> bool:
 
 
 def _lstm_forward_step(z, xw, c_prev, c, tc, h):
-    """Array-API twin of _recurrent_jit.lstm_forward_step (CuPy, or NumPy without numba):
-    ``z`` holds h_prev @ U on entry, the gates i, f, g, o on exit."""
+    """The LSTM step's elementwise work in array operations: the reference that the compiled
+    CPU loops (_recurrent_jit) and the CUDA kernels (gpudl.kernels.recurrent) are tested
+    against, and the NumPy path without numba. ``z`` holds h_prev @ U on entry, the gates
+    i, f, g, o on exit."""
     xp = backend.get_array_module(z)
     n = c.shape[1]
     z += xw
@@ -126,7 +128,7 @@ def _lstm_forward_step(z, xw, c_prev, c, tc, h):
 
 
 def _lstm_backward_step(act, c_prev, tc, dh_out, dh_rec, dc, dz, dc_prev):
-    """Array-API twin of _recurrent_jit.lstm_backward_step (``dc_prev`` may be ``dc``)."""
+    """The reference backward step (``dc_prev`` may be ``dc``), as _lstm_forward_step."""
     xp = backend.get_array_module(act)
     n = tc.shape[1]
     i, f, g, o = act[:, :n], act[:, n:2 * n], act[:, 2 * n:3 * n], act[:, 3 * n:]
@@ -143,8 +145,13 @@ def _lstm_backward_step(act, c_prev, tc, dh_out, dh_rec, dc, dz, dc_prev):
     _gates_grad(act, dz, _gate_consts(xp, act.dtype, n, "lstm"))
 
 
-def _lstm_steps(xp):
-    if xp is np and cpu_jit_enabled():
+def _lstm_steps(like):
+    """The (forward, backward) step pair for arrays like ``like``: the CUDA kernels on
+    CuPy, the compiled loops on NumPy, else the array twins above."""
+    if on_gpu(like):
+        from ..kernels import recurrent as kernels
+        return kernels.lstm_forward_step, kernels.lstm_backward_step
+    if cpu_jit_enabled():
         from . import _recurrent_jit as jit
         return jit.lstm_forward_step, jit.lstm_backward_step
     return _lstm_forward_step, _lstm_backward_step
@@ -165,7 +172,7 @@ class LSTMSequence(Function):
         xw, h0, c0 = contiguous(xw), contiguous(h0), contiguous(c0)
         steps, batch, _ = xw.shape
         n = h0.shape[1]
-        step, _ = _lstm_steps(xp)
+        step, _ = _lstm_steps(xw)
         acts = xp.empty(xw.shape, dtype=xw.dtype)
         cs, tcs, hs = (xp.empty((steps, batch, n), dtype=xw.dtype) for _ in range(3))
         h, c = h0, c0
@@ -180,7 +187,7 @@ class LSTMSequence(Function):
         acts, cs, tcs, hs, h0, c0, U = self._saved
         xp = backend.get_array_module(acts)
         dhs = contiguous(dhs)
-        _, step = _lstm_steps(xp)
+        _, step = _lstm_steps(acts)
         steps = acts.shape[0]
         dz = xp.empty_like(acts)
         dh_rec = xp.zeros_like(h0)
@@ -222,8 +229,8 @@ def lstm_cell(xw_t, h, c, U):
 # ---- GRU ------------------------------------------------------------------------------
 
 def _gru_forward_step(hu, xw, b_rec, h_prev, hh, h):
-    """Array-API twin of _recurrent_jit.gru_forward_step: ``hu`` holds h_prev @ U on
-    entry; z, r and hu_h (with the recurrent bias) on exit."""
+    """The GRU step's reference, as _lstm_forward_step: ``hu`` holds h_prev @ U on entry;
+    z, r and hu_h (with the recurrent bias) on exit."""
     xp = backend.get_array_module(hu)
     n = h.shape[1]
     hu += b_rec
@@ -239,7 +246,7 @@ def _gru_forward_step(hu, xw, b_rec, h_prev, hh, h):
 
 
 def _gru_backward_step(act, hh, h_prev, dh_out, dh_rec, dh_dir, dxw, dhu):
-    """Array-API twin of _recurrent_jit.gru_backward_step."""
+    """The reference GRU backward step, as _lstm_forward_step."""
     xp = backend.get_array_module(act)
     n = hh.shape[1]
     z, r, hu_h = act[:, :n], act[:, n:2 * n], act[:, 2 * n:]
@@ -258,8 +265,12 @@ def _gru_backward_step(act, hh, h_prev, dh_out, dh_rec, dh_dir, dxw, dhu):
     xp.multiply(d, z, out=dh_dir)
 
 
-def _gru_steps(xp):
-    if xp is np and cpu_jit_enabled():
+def _gru_steps(like):
+    """As _lstm_steps, for the GRU (reset after)."""
+    if on_gpu(like):
+        from ..kernels import recurrent as kernels
+        return kernels.gru_forward_step, kernels.gru_backward_step
+    if cpu_jit_enabled():
         from . import _recurrent_jit as jit
         return jit.gru_forward_step, jit.gru_backward_step
     return _gru_forward_step, _gru_backward_step
@@ -279,7 +290,7 @@ class GRUSequence(Function):
         xw, h0, b_rec = contiguous(xw), contiguous(h0), contiguous(b_rec)
         steps, batch, _ = xw.shape
         n = h0.shape[1]
-        step, _ = _gru_steps(xp)
+        step, _ = _gru_steps(xw)
         acts = xp.empty(xw.shape, dtype=xw.dtype)
         hhs, hs = (xp.empty((steps, batch, n), dtype=xw.dtype) for _ in range(2))
         h = h0
@@ -294,7 +305,7 @@ class GRUSequence(Function):
         acts, hhs, hs, h0, U = self._saved
         xp = backend.get_array_module(acts)
         dhs = contiguous(dhs)
-        _, step = _gru_steps(xp)
+        _, step = _gru_steps(acts)
         steps = acts.shape[0]
         dxw, dhu = xp.empty_like(acts), xp.empty_like(acts)
         dh_rec, dh_dir = xp.zeros_like(h0), xp.zeros_like(h0)

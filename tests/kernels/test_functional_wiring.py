@@ -6,7 +6,7 @@ import pytest
 
 from gpudl import Tensor
 from gpudl import functional as F
-from gpudl.functional import activation, conv, loss, pooling
+from gpudl.functional import activation, conv, loss, pooling, recurrent
 from gpudl.kernels import _launch
 
 pytestmark = pytest.mark.skipif(not _launch.simulated(),
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.skipif(not _launch.simulated(),
 
 
 def _run(fn, arrays, gpu, monkeypatch):
-    for mod in (activation, conv, loss, pooling):
+    for mod in (activation, conv, loss, pooling, recurrent):
         monkeypatch.setattr(mod, "on_gpu", (lambda *a: True) if gpu else (lambda *a: False))
     ts = [Tensor(a.copy(), requires_grad=True) for a in arrays]
     y = fn(*ts)
@@ -36,6 +36,9 @@ CASES = [
     ("conv_valid", lambda x, w: F.conv2d(x, w, padding=1), [(1, 1, 4, 4), (2, 1, 3, 3)]),
     ("max_pool", lambda x: F.max_pool2d(x, 2), [(2, 2, 4, 5)]),
     ("max_pool_pad", lambda x: F.max_pool2d(x, 3, stride=2, padding=1), [(1, 2, 5, 5)]),
+    ("lstm_sequence", lambda xw, h0, c0, U: (lambda hs, c: hs + c)(*F.lstm_sequence(xw, h0, c0, U)),
+     [(3, 2, 12), (2, 3), (2, 3), (3, 12)]),
+    ("gru_sequence", lambda xw, h0, U, b: F.gru_sequence(xw, h0, U, b), [(4, 2, 9), (2, 3), (3, 9), (9,)]),
 ]
 
 
