@@ -145,16 +145,17 @@ def _lstm_backward_step(act, c_prev, tc, dh_out, dh_rec, dc, dz, dc_prev):
     _gates_grad(act, dz, _gate_consts(xp, act.dtype, n, "lstm"))
 
 
-def _lstm_steps(like):
-    """The (forward, backward) step pair for arrays like ``like``: the CUDA kernels on
-    CuPy, the compiled loops on NumPy, else the array twins above."""
+def _steps(cell, like):
+    """The (forward, backward) step pair of ``cell`` ("lstm" or "gru") for arrays like
+    ``like``: the CUDA kernels on CuPy, the compiled loops on NumPy, else the reference
+    steps in this module."""
     if on_gpu(like):
-        from ..kernels import recurrent as kernels
-        return kernels.lstm_forward_step, kernels.lstm_backward_step
-    if cpu_jit_enabled():
-        from . import _recurrent_jit as jit
-        return jit.lstm_forward_step, jit.lstm_backward_step
-    return _lstm_forward_step, _lstm_backward_step
+        from ..kernels import recurrent as module
+    elif cpu_jit_enabled():
+        from . import _recurrent_jit as module
+    else:
+        return globals()[f"_{cell}_forward_step"], globals()[f"_{cell}_backward_step"]
+    return getattr(module, f"{cell}_forward_step"), getattr(module, f"{cell}_backward_step")
 
 
 class LSTMSequence(Function):
@@ -172,7 +173,7 @@ class LSTMSequence(Function):
         xw, h0, c0 = contiguous(xw), contiguous(h0), contiguous(c0)
         steps, batch, _ = xw.shape
         n = h0.shape[1]
-        step, _ = _lstm_steps(xw)
+        step, _ = _steps("lstm", xw)
         acts = xp.empty(xw.shape, dtype=xw.dtype)
         cs, tcs, hs = (xp.empty((steps, batch, n), dtype=xw.dtype) for _ in range(3))
         h, c = h0, c0
@@ -187,7 +188,7 @@ class LSTMSequence(Function):
         acts, cs, tcs, hs, h0, c0, U = self._saved
         xp = backend.get_array_module(acts)
         dhs = contiguous(dhs)
-        _, step = _lstm_steps(acts)
+        _, step = _steps("lstm", acts)
         steps = acts.shape[0]
         dz = xp.empty_like(acts)
         dh_rec = xp.zeros_like(h0)
@@ -265,17 +266,6 @@ def _gru_backward_step(act, hh, h_prev, dh_out, dh_rec, dh_dir, dxw, dhu):
     xp.multiply(d, z, out=dh_dir)
 
 
-def _gru_steps(like):
-    """As _lstm_steps, for the GRU (reset after)."""
-    if on_gpu(like):
-        from ..kernels import recurrent as kernels
-        return kernels.gru_forward_step, kernels.gru_backward_step
-    if cpu_jit_enabled():
-        from . import _recurrent_jit as jit
-        return jit.gru_forward_step, jit.gru_backward_step
-    return _gru_forward_step, _gru_backward_step
-
-
 class GRUSequence(Function):
     """A whole GRU sequence (reset gate after the recurrent matmul: Keras' reset_after=True,
     cuDNN's and PyTorch's form) as one node: (xw (T, N, 3n), h0, U, b_rec) -> hs (T, N, n).
@@ -290,7 +280,7 @@ class GRUSequence(Function):
         xw, h0, b_rec = contiguous(xw), contiguous(h0), contiguous(b_rec)
         steps, batch, _ = xw.shape
         n = h0.shape[1]
-        step, _ = _gru_steps(xw)
+        step, _ = _steps("gru", xw)
         acts = xp.empty(xw.shape, dtype=xw.dtype)
         hhs, hs = (xp.empty((steps, batch, n), dtype=xw.dtype) for _ in range(2))
         h = h0
@@ -305,7 +295,7 @@ class GRUSequence(Function):
         acts, hhs, hs, h0, U = self._saved
         xp = backend.get_array_module(acts)
         dhs = contiguous(dhs)
-        _, step = _gru_steps(acts)
+        _, step = _steps("gru", acts)
         steps = acts.shape[0]
         dxw, dhu = xp.empty_like(acts), xp.empty_like(acts)
         dh_rec, dh_dir = xp.zeros_like(h0), xp.zeros_like(h0)

@@ -185,13 +185,13 @@ def test_cpu_jit_can_be_switched_off_by_environment(monkeypatch):
     monkeypatch.setattr(R, "_cpu_jit", None)
     monkeypatch.setenv("GPUDL_CPU_JIT", "0")
     assert R.cpu_jit_enabled() is False
-    assert R._lstm_steps(np.zeros(1)) == (R._lstm_forward_step, R._lstm_backward_step)
-    assert R._gru_steps(np.zeros(1)) == (R._gru_forward_step, R._gru_backward_step)
+    assert R._steps("lstm", np.zeros(1)) == (R._lstm_forward_step, R._lstm_backward_step)
+    assert R._steps("gru", np.zeros(1)) == (R._gru_forward_step, R._gru_backward_step)
     monkeypatch.setattr(R, "_cpu_jit", None)
     monkeypatch.setenv("GPUDL_CPU_JIT", "1")
     assert R.cpu_jit_enabled() is True
-    assert R._lstm_steps(np.zeros(1)) == (J.lstm_forward_step, J.lstm_backward_step)
-    assert R._gru_steps(np.zeros(1)) == (J.gru_forward_step, J.gru_backward_step)
+    assert R._steps("lstm", np.zeros(1)) == (J.lstm_forward_step, J.lstm_backward_step)
+    assert R._steps("gru", np.zeros(1)) == (J.gru_forward_step, J.gru_backward_step)
 
 
 # ---- GRU (reset gate after the matmul) ------------------------------------------------------
