@@ -145,15 +145,22 @@ def _lstm_backward_step(act, c_prev, tc, dh_out, dh_rec, dc, dz, dc_prev):
     _gates_grad(act, dz, _gate_consts(xp, act.dtype, n, "lstm"))
 
 
+_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def _steps(cell, like):
     """The (forward, backward) step pair of ``cell`` ("lstm" or "gru") for arrays like
     ``like``: the CUDA kernels on CuPy, the compiled loops on NumPy, else the reference
-    steps in this module."""
-    if on_gpu(like):
+    steps in this module (also for float16 and other types the kernels are not built for)."""
+    if like.dtype not in _KERNEL_DTYPES:
+        module = None
+    elif on_gpu(like):
         from ..kernels import recurrent as module
     elif cpu_jit_enabled():
         from . import _recurrent_jit as module
     else:
+        module = None
+    if module is None:
         return globals()[f"_{cell}_forward_step"], globals()[f"_{cell}_backward_step"]
     return getattr(module, f"{cell}_forward_step"), getattr(module, f"{cell}_backward_step")
 

@@ -298,3 +298,19 @@ def test_sequence_ops_agree_across_paths(cell, backend_name, monkeypatch):
     for g, w, what in zip(got, want, ["hs", "d xw", "d h0", "d c0" if cell == "lstm" else "d U",
                                       "d U" if cell == "lstm" else "d b_rec"]):
         np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12, err_msg=what)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_float16_takes_the_reference_steps(cell):
+    """No kernel is built for float16: the ops run the reference steps and stay float16."""
+    arrays = _inputs(4, 2, 3, seed=4) if cell == "lstm" else _gru_inputs(4, 2, 3, seed=4)
+    op = F.lstm_sequence if cell == "lstm" else F.gru_sequence
+    assert R._steps(cell, np.zeros(1, np.float16))[0] is getattr(R, f"_{cell}_forward_step")
+    xs = [gpudl.Tensor(a.astype(np.float16), requires_grad=True) for a in arrays]
+    out = op(*xs)
+    hs = out[0] if isinstance(out, tuple) else out
+    want = ref_lstm_sequence(*arrays)[0] if cell == "lstm" else ref_gru_sequence(*arrays)
+    assert hs.dtype == np.float16
+    np.testing.assert_allclose(hs.numpy().astype(np.float64), want, rtol=2e-2, atol=2e-2)
+    hs.sum().backward()
+    assert all(x.grad.dtype == np.float16 and np.all(np.isfinite(x.grad)) for x in xs)
