@@ -105,9 +105,17 @@ def cpu_jit_enabled() -> bool:
         else:
             try:
                 import numba  # noqa: F401
-                _cpu_jit = True
             except ImportError:
                 _cpu_jit = False
+            else:
+                try:
+                    from . import _recurrent_jit  # noqa: F401  (sets up numba's disk cache)
+                    _cpu_jit = True
+                except Exception as exc:  # numba present but unusable here: say so, go on
+                    import warnings
+                    warnings.warn(f"gpudl: the compiled LSTM/GRU loops are unavailable ({exc}); "
+                                  "using the NumPy steps", RuntimeWarning, stacklevel=2)
+                    _cpu_jit = False
     return _cpu_jit
 
 

@@ -314,3 +314,16 @@ def test_float16_takes_the_reference_steps(cell):
     np.testing.assert_allclose(hs.numpy().astype(np.float64), want, rtol=2e-2, atol=2e-2)
     hs.sum().backward()
     assert all(x.grad.dtype == np.float16 and np.all(np.isfinite(x.grad)) for x in xs)
+
+
+def test_an_unusable_numba_falls_back_with_a_warning(monkeypatch):
+    import sys
+    monkeypatch.setattr(R, "_cpu_jit", None)
+    monkeypatch.delenv("GPUDL_CPU_JIT", raising=False)
+    monkeypatch.delattr(sys.modules["gpudl.functional"], "_recurrent_jit", raising=False)
+    monkeypatch.setitem(sys.modules, "gpudl.functional._recurrent_jit", None)  # import fails
+    with pytest.warns(RuntimeWarning, match="compiled LSTM/GRU loops are unavailable"):
+        assert R.cpu_jit_enabled() is False
+    xw, h0, c0, U = _inputs(3, 2, 2)
+    hs, _ = F.lstm_sequence(xw, h0, c0, U)
+    np.testing.assert_allclose(hs.numpy(), ref_lstm_sequence(xw, h0, c0, U)[0], rtol=1e-12)
