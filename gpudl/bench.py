@@ -46,11 +46,13 @@ def _cases(quick, on_gpu):
     big = 1 << (28 if on_gpu else (20 if quick else 22))
     n_ce, c_ce = (65536, 1000) if on_gpu else ((2048, 1000) if quick else (8192, 1000))
     n_conv = 128 if on_gpu else (16 if quick else 128)
+    n_rnn = 32 if quick else 128
     return [
         ("relu fwd", f"{big:,} floats", lambda t, dev: _relu(big, t, dev)),
         ("maxout k=4 fwd", f"{big:,} floats", lambda t, dev: _maxout(big, t, dev)),
         ("softmax-CE fwd+bwd", f"N={n_ce}, C={c_ce}", lambda t, dev: _softmax_ce(n_ce, c_ce, t, dev)),
         ("conv2d fwd+bwd", f"N={n_conv}, 32->64, 26x26 in, 3x3", lambda t, dev: _conv(n_conv, t, dev)),
+        ("LSTM fwd+bwd", f"N={n_rnn}, 28 steps, 28->128", lambda t, dev: _lstm(n_rnn, t, dev)),
     ]
 
 
@@ -131,6 +133,41 @@ def _conv(n, torch, dev):
         a, ty = g(), tf()
         return np.allclose(backend.to_numpy(a.data), ty.detach().cpu().numpy(), rtol=1e-3, atol=1e-3) and \
             np.allclose(backend.to_numpy(w.grad), tw.grad.cpu().numpy(), rtol=1e-3, atol=1e-2)
+    return g, tf, check
+
+
+def _lstm(n, torch, dev):
+    from . import layers
+    xh = _host((n, 28, 28), 7) * 0.5
+    lstm, x = layers.LSTM(128), Tensor(xh)
+    lstm(x)  # builds the weights
+
+    def g():
+        for p in lstm.params():
+            p.grad = None
+        y = lstm(x)
+        y.sum().backward()
+        return y
+    if torch is None:
+        return g, None, None
+    m = torch.nn.LSTM(28, 128, batch_first=True).to(dev)
+    with torch.no_grad():  # the same weights: Keras' layout (in, 4n) is PyTorch's transposed
+        m.weight_ih_l0.copy_(torch.as_tensor(backend.to_numpy(lstm.W.data).T.copy()))
+        m.weight_hh_l0.copy_(torch.as_tensor(backend.to_numpy(lstm.U.data).T.copy()))
+        m.bias_ih_l0.copy_(torch.as_tensor(backend.to_numpy(lstm.b.data)))
+        m.bias_hh_l0.zero_()
+    tx = torch.as_tensor(xh, device=dev)
+
+    def tf():
+        m.zero_grad(set_to_none=True)
+        y = m(tx)[0][:, -1]
+        y.sum().backward()
+        return y
+
+    def check():
+        a, b = g(), tf()
+        return np.allclose(backend.to_numpy(a.data), b.detach().cpu().numpy(), atol=1e-5) and \
+            np.allclose(backend.to_numpy(lstm.U.grad), m.weight_hh_l0.grad.cpu().numpy().T, rtol=1e-3, atol=1e-4)
     return g, tf, check
 
 

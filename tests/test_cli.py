@@ -49,3 +49,26 @@ def test_console_script_runs():
         pytest.skip("gpudl console script not installed in this environment")
     out = subprocess.run([exe, "demo", "list", "--backend", "numpy"], capture_output=True, text=True, check=True)
     assert "square-error-vs-cross-entropy" in out.stdout
+
+
+def test_bench_quick_prints_every_case_checked_against_the_peer(capsys):
+    assert cli.main(["bench", "--quick", "--backend", "numpy"]) == 0
+    out = capsys.readouterr().out
+    lines = out.strip().splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("op "))
+    rows = lines[head + 1:]
+    assert [r.split("  ")[0] for r in rows] == ["relu fwd", "maxout k=4 fwd", "softmax-CE fwd+bwd",
+                                                "conv2d fwd+bwd", "LSTM fwd+bwd"]
+    try:
+        import torch  # noqa: F401
+        have_torch = True
+    except ImportError:
+        have_torch = False
+    for row in rows:
+        fields = row.split()
+        same, ours = fields[-4], float(fields[-3])
+        assert ours > 0, row
+        if have_torch:  # the answer is checked against PyTorch before anything is timed
+            assert same == "yes" and float(fields[-2]) > 0 and float(fields[-1]) > 0, row
+        else:
+            assert same == "-" and fields[-2:] == ["-", "-"], row
