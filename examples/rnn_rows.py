@@ -21,18 +21,18 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import gpudl  # noqa: E402
-from gpudl import callbacks, layers, optimizers  # noqa: E402
+from gpudl import callbacks, optimizers, recipes  # noqa: E402
 
 
-#: --cell -> (gpudl layer, PyTorch module)
-CELLS = {"lstm": ("LSTM", "LSTM"), "gru": ("GRU", "GRU"), "rnn": ("SimpleRNN", "RNN")}
+#: --cell -> the PyTorch module of the same model (gpudl's layer: gpudl.recipes.RNN_CELLS)
+TORCH_CELLS = {"lstm": "LSTM", "gru": "GRU", "simple": "RNN"}
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="LSTM reading images row by row (28 steps of 28 pixels)")
     p.add_argument("--dataset", choices=["fashion-mnist", "mnist"], default="fashion-mnist")
-    p.add_argument("--cell", choices=sorted(CELLS), default="lstm",
-                   help="the recurrent layer: lstm (default), gru (reset after, as PyTorch) or rnn (Elman, tanh)")
+    p.add_argument("--cell", choices=sorted(TORCH_CELLS), default="lstm",
+                   help="the recurrent layer: lstm (default), gru (reset after, as PyTorch) or simple (Elman, tanh)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--units", type=int, default=128)
@@ -81,7 +81,7 @@ def torch_peer(x_train, y_train, cell, units, batch_size, lr, seed):
     class RowReader(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.rnn = getattr(torch.nn, CELLS[cell][1])(x_train.shape[2], units, batch_first=True)
+            self.rnn = getattr(torch.nn, TORCH_CELLS[cell])(x_train.shape[2], units, batch_first=True)
             self.out = torch.nn.Linear(units, 10)
 
         def forward(self, x):
@@ -128,10 +128,7 @@ def main(argv=None):
     print(f"{args.dataset}: {len(x_train)} training and {len(x_test)} test images, "
           f"read as {x_train.shape[1]} steps of {x_train.shape[2]} pixels")
 
-    model = gpudl.Sequential([
-        getattr(layers, CELLS[args.cell][0])(args.units),
-        layers.Dense(10, activation="softmax"),
-    ], input_shape=(28, 28))
+    model = recipes.rnn_rows(args.cell, rows=28, cols=28, units=args.units)
     model.compile(optimizer=optimizers.Adam(learning_rate=args.learning_rate),
                   loss="categorical_crossentropy", metrics=["accuracy"])
     model.summary()

@@ -71,7 +71,7 @@ def cmd_hello(args):
 def cmd_train(args):
     import gpudl
     from . import optimizers
-    from .recipes import hello_mlp, load_dataset, lstm_rows, mnist_cnn
+    from .recipes import hello_mlp, load_dataset, mnist_cnn, rnn_rows
     _set_backend(args.backend)
     gpudl.set_seed(args.seed)
     layout = {"mlp": "flat", "cnn": "image", "rnn": "rows"}[args.model]
@@ -81,7 +81,7 @@ def cmd_train(args):
     elif args.model == "cnn":
         model = mnist_cnn(input_shape=xtr.shape[1:])
     else:
-        model = lstm_rows(rows=xtr.shape[1], cols=xtr.shape[2])
+        model = rnn_rows(args.cell or "lstm", rows=xtr.shape[1], cols=xtr.shape[2])
     model.compile(optimizers.Adam(learning_rate=args.lr), "categorical_crossentropy", ["accuracy"])
     if args.verbose:
         model.summary()
@@ -137,6 +137,8 @@ def build_parser():
     t = sub.add_parser("train", help="train a reference model on a dataset")
     common(t)
     t.add_argument("--model", default="mlp", choices=MODELS)
+    t.add_argument("--cell", default=None, choices=["lstm", "gru", "simple"],
+                   help="the recurrent layer of --model rnn (default: lstm)")
     t.add_argument("--dataset", default="digits", choices=["mnist", "fashion-mnist", "digits"])
     t.add_argument("--data-dir", default=None)
     t.add_argument("--epochs", type=int, default=10)
@@ -167,6 +169,9 @@ def main(argv=None):
             print(f"gpudl: error: --{name.replace('_', '-')} must be a positive integer, "
                   f"got {getattr(args, name)}", file=sys.stderr)
             return 2
+    if getattr(args, "cell", None) is not None and args.model != "rnn":
+        print(f"gpudl: error: --cell applies to --model rnn, got --model {args.model}", file=sys.stderr)
+        return 2
     try:
         return args.func(args)
     except (GpudlError, BackendUnavailableError, ValueError, TypeError, ImportError) as exc:

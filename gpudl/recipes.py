@@ -6,7 +6,7 @@ import numpy as np
 from . import layers
 from .models import Sequential
 
-__all__ = ["hello_mlp", "mnist_cnn", "lstm_rows", "load_dataset", "DATASETS"]
+__all__ = ["hello_mlp", "mnist_cnn", "lstm_rows", "rnn_rows", "RNN_CELLS", "load_dataset", "DATASETS"]
 
 DATASETS = ("mnist", "fashion-mnist", "digits")
 
@@ -30,10 +30,22 @@ def mnist_cnn(input_shape=(1, 28, 28), classes=10):
     ], input_shape=input_shape)
 
 
-def lstm_rows(rows=28, cols=28, units=128, classes=10):
-    """Lecture II's many-to-one RNN: read an image row by row, classify from the last state."""
-    return Sequential([layers.LSTM(units), layers.Dense(classes, activation="softmax")],
+#: the recurrent layer of rnn_rows, by name
+RNN_CELLS = {"lstm": "LSTM", "gru": "GRU", "simple": "SimpleRNN"}
+
+
+def rnn_rows(cell="lstm", rows=28, cols=28, units=128, classes=10):
+    """Lecture II's many-to-one RNN: read an image row by row with one recurrent layer
+    (``cell`` one of RNN_CELLS), classify from the last state."""
+    if cell not in RNN_CELLS:
+        raise ValueError(f"rnn_rows expected cell in {', '.join(map(repr, RNN_CELLS))}, got {cell!r}")
+    return Sequential([getattr(layers, RNN_CELLS[cell])(units), layers.Dense(classes, activation="softmax")],
                       input_shape=(rows, cols))
+
+
+def lstm_rows(rows=28, cols=28, units=128, classes=10):
+    """rnn_rows with an LSTM, the tutorial's example."""
+    return rnn_rows("lstm", rows, cols, units, classes)
 
 
 def load_dataset(name, layout="flat", limit=None, data_dir=None):

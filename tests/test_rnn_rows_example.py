@@ -26,7 +26,7 @@ def fashion_available():
         pytest.skip(f"Fashion-MNIST not on this machine ({exc})")
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "simple"])
 def test_example_learns_each_cell(fashion_available, cell, capsys):
     scores = _example().main(["--cell", cell, "--limit", "2000", "--epochs", "1"])
     out = capsys.readouterr().out
@@ -42,9 +42,24 @@ def test_example_rejects_an_unknown_cell(capsys):
     assert "invalid choice: 'transformer'" in capsys.readouterr().err
 
 
-def test_cli_trains_the_rnn_recipe_on_digits(capsys):
-    assert cli.main(["train", "--model", "rnn", "--dataset", "digits", "--epochs", "3",
-                     "--backend", "numpy", "--verbose", "0"]) == 0
+@pytest.mark.parametrize("cell", [None, "gru", "simple"])
+def test_cli_trains_the_rnn_recipe_on_digits(cell, capsys):
+    args = ["train", "--model", "rnn", "--dataset", "digits", "--epochs", "3", "--backend", "numpy", "--verbose", "0"]
+    assert cli.main(args + ([] if cell is None else ["--cell", cell])) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("rnn on digits: 3 epochs")
     assert 0.3 < float(line.split()[-1]) <= 1.0, line
+
+
+def test_cli_cell_needs_the_rnn_model(capsys):
+    assert cli.main(["train", "--model", "mlp", "--cell", "gru"]) == 2
+    assert "--cell applies to --model rnn, got --model mlp" in capsys.readouterr().err
+
+
+def test_rnn_rows_recipe_builds_each_cell_and_rejects_others():
+    from gpudl import recipes
+    for cell, cls in recipes.RNN_CELLS.items():
+        model = recipes.rnn_rows(cell, rows=8, cols=8)
+        assert type(model.layers[0]).__name__ == cls
+    with pytest.raises(ValueError, match=r"rnn_rows expected cell in 'lstm', 'gru', 'simple', got 'lstmx'"):
+        recipes.rnn_rows("lstmx")
