@@ -173,6 +173,16 @@ def _steps(cell, like):
     return getattr(module, f"{cell}_forward_step"), getattr(module, f"{cell}_backward_step")
 
 
+def _recurrent_kernel_grad(h0, hs, dz):
+    """dL/dU = sum over steps t of h_{t-1}^T @ dz[t]: all steps but the first in one matmul
+    over (T-1)*N rows, instead of T small ones."""
+    n, width = h0.shape[1], dz.shape[2]
+    dU = h0.T @ dz[0]
+    if dz.shape[0] > 1:
+        dU += hs[:-1].reshape(-1, n).T @ dz[1:].reshape(-1, width)
+    return dU
+
+
 class LSTMSequence(Function):
     """A whole LSTM sequence as one node: (xw (T, N, 4n), h0, c0, U) -> (hs (T, N, n), c_T).
 
@@ -213,12 +223,7 @@ class LSTMSequence(Function):
             step(acts[t], cs[t - 1] if t else c0, tcs[t], dhs[t], dh_rec, dc, dz[t], dc)
             if t or self.needs_grad(1):
                 xp.matmul(dz[t], Ut, out=dh_rec)
-        dU = None
-        if self.needs_grad(3):
-            n = h0.shape[1]
-            dU = h0.T @ dz[0]
-            if steps > 1:
-                dU += hs[:-1].reshape(-1, n).T @ dz[1:].reshape(-1, 4 * n)
+        dU = _recurrent_kernel_grad(h0, hs, dz) if self.needs_grad(3) else None
         return (dz, dh_rec if self.needs_grad(1) else None,
                 dc if self.needs_grad(2) else None, dU)
 
@@ -320,12 +325,8 @@ class GRUSequence(Function):
             if t or self.needs_grad(1):
                 xp.matmul(dhu[t], Ut, out=dh_rec)
         dh0 = dh_rec + dh_dir if self.needs_grad(1) else None
-        dU = db = None
-        if self.needs_grad(2):
-            n = h0.shape[1]
-            dU = h0.T @ dhu[0]
-            if steps > 1:
-                dU += hs[:-1].reshape(-1, n).T @ dhu[1:].reshape(-1, 3 * n)
+        dU = _recurrent_kernel_grad(h0, hs, dhu) if self.needs_grad(2) else None
+        db = None
         if self.needs_grad(3):
             db = dhu.reshape(-1, dhu.shape[-1]).sum(axis=0)
         return dxw, dh0, dU, db

@@ -139,15 +139,13 @@ class _Recurrent(Layer):
 
     def _scan(self, xw, states):
         """Run the steps of ``xw`` (T, N, k*units): -> (outputs, final states), outputs a
-        list of T (N, units) Tensors or one time-major (T, N, units) Tensor."""
+        list of T (N, units) Tensors or one time-major (T, N, units) Tensor. This default
+        walks the subclass's one-step ``_step(xw_t, states) -> states``."""
         outputs = []
         for xw_t in unstack(xw):
             states = self._step(xw_t, states)
             outputs.append(states[0])
         return outputs, states
-
-    def _step(self, xw_t, states):
-        raise NotImplementedError(f"{type(self).__name__} must define _step or _scan")
 
     def _initial_states(self, x, given):
         n = x.shape[0]
