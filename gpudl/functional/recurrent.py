@@ -1,10 +1,16 @@
-"""Lecture II's recurrent cells as fused one-step ops, and the ops that feed them.
+"""Lecture II's recurrent cells as fused ops, and the ops that feed them.
 
-Each cell is one Function per time step: its forward computes every gate from one matmul
-``h_prev @ U`` added to the step's precomputed input projection ``xw_t`` (the layer does
-``x @ W + b`` for all steps in one matmul), and its backward is the cell's analytic
-gradient. Backpropagation through time is then just the autograd walking the chain of
-step nodes, one node per step instead of dozens of tiny ones.
+Every step computes its gates from one matmul ``h_prev @ U`` added to the step's
+precomputed input projection ``xw_t`` (the layer does ``x @ W + b`` for all steps in one
+matmul), and has an analytic backward.
+
+- LSTM and GRU (reset after): one Function for the whole sequence (``lstm_sequence``,
+  ``gru_sequence``). Its backward is backpropagation through time over preallocated
+  buffers, with dL/dU from all steps in one matmul; each step's elementwise work runs as
+  CUDA kernels on CuPy, compiled loops on NumPy (numba), else the reference steps here.
+  ``lstm_cell`` / ``gru_cell`` are one step of the same op, for hand-written loops.
+- SimpleRNN and GRU (reset before): one Function per step; backpropagation through time
+  is the autograd walking the chain of step nodes.
 
 Weight layout (Keras', the same on NumPy and CuPy): ``W`` (features, k*units), ``U``
 (units, k*units), gate blocks of ``units`` columns in the order
@@ -21,7 +27,8 @@ from .. import backend
 from ..autograd import Function, Tensor, as_tensor
 from ._util import contiguous, on_gpu, require_float
 
-__all__ = ["unstack", "lstm_cell", "lstm_sequence", "gru_cell", "gru_sequence", "simple_rnn_cell", "RNN_ACTIVATIONS"]
+__all__ = ["unstack", "lstm_cell", "lstm_sequence", "gru_cell", "gru_sequence", "simple_rnn_cell",
+           "RNN_ACTIVATIONS", "cpu_jit_enabled"]
 
 #: activations the fused SimpleRNN cell knows the derivative of (others: composed ops)
 RNN_ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
