@@ -180,6 +180,16 @@ def _steps(cell, like):
     return getattr(module, f"{cell}_forward_step"), getattr(module, f"{cell}_backward_step")
 
 
+def _scan_buffers(cell, xw, h0, count):
+    """What a sequence op's forward needs: (xp, the forward step of ``cell``, the gate
+    buffer shaped like ``xw`` (T, N, k*n), ``count`` state buffers (T, N, n))."""
+    xp = backend.get_array_module(xw)
+    step, _ = _steps(cell, xw)
+    acts = xp.empty(xw.shape, dtype=xw.dtype)
+    states = tuple(xp.empty(xw.shape[:2] + (h0.shape[1],), dtype=xw.dtype) for _ in range(count))
+    return xp, step, acts, states
+
+
 def _recurrent_kernel_grad(h0, hs, dz):
     """dL/dU = sum over steps t of h_{t-1}^T @ dz[t]: all steps but the first in one matmul
     over (T-1)*N rows, instead of T small ones."""
@@ -201,15 +211,10 @@ class LSTMSequence(Function):
     """
 
     def forward(self, xw, h0, c0, U):
-        xp = backend.get_array_module(xw)
         xw, h0, c0 = contiguous(xw), contiguous(h0), contiguous(c0)
-        steps, batch, _ = xw.shape
-        n = h0.shape[1]
-        step, _ = _steps("lstm", xw)
-        acts = xp.empty(xw.shape, dtype=xw.dtype)
-        cs, tcs, hs = (xp.empty((steps, batch, n), dtype=xw.dtype) for _ in range(3))
+        xp, step, acts, (cs, tcs, hs) = _scan_buffers("lstm", xw, h0, 3)
         h, c = h0, c0
-        for t in range(steps):
+        for t in range(xw.shape[0]):
             xp.matmul(h, U, out=acts[t])
             step(acts[t], xw[t], c, cs[t], tcs[t], hs[t])
             h, c = hs[t], cs[t]
@@ -303,15 +308,10 @@ class GRUSequence(Function):
     """
 
     def forward(self, xw, h0, U, b_rec):
-        xp = backend.get_array_module(xw)
         xw, h0, b_rec = contiguous(xw), contiguous(h0), contiguous(b_rec)
-        steps, batch, _ = xw.shape
-        n = h0.shape[1]
-        step, _ = _steps("gru", xw)
-        acts = xp.empty(xw.shape, dtype=xw.dtype)
-        hhs, hs = (xp.empty((steps, batch, n), dtype=xw.dtype) for _ in range(2))
+        xp, step, acts, (hhs, hs) = _scan_buffers("gru", xw, h0, 2)
         h = h0
-        for t in range(steps):
+        for t in range(xw.shape[0]):
             xp.matmul(h, U, out=acts[t])
             step(acts[t], xw[t], b_rec, h, hhs[t], hs[t])
             h = hs[t]
