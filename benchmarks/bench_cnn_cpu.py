@@ -163,16 +163,6 @@ def gpudl_mnist_cnn():
     return model
 
 
-def torch_mnist_cnn():
-    """The same model in PyTorch (CPU), for the comparison."""
-    import torch
-    nn = torch.nn
-    model = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
-                          nn.Dropout(0.25), nn.Flatten(), nn.Linear(9216, 128), nn.ReLU(), nn.Dropout(0.5),
-                          nn.Linear(128, 10))
-    return model, torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
-
-
 def mnist_epoch_rows(np, samples, chunk_batches=8, batch_size=128):
     """One epoch of ``samples`` images in each library, run in interleaved chunks of
     ``chunk_batches`` batches (gpudl chunk, then the same chunk in PyTorch), so both see the
@@ -183,8 +173,10 @@ def mnist_epoch_rows(np, samples, chunk_batches=8, batch_size=128):
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, size=(samples, 1, 28, 28)).astype(np.float32)  # timing only: data is irrelevant
     y = rng.integers(0, 10, size=samples)
+    from gpudl import peers
     model = gpudl_mnist_cnn()
-    tmodel, topt = torch_mnist_cnn()
+    tmodel = peers.torch_twin("mnist_cnn")
+    topt = torch.optim.Adam(tmodel.parameters(), lr=1e-3, eps=1e-7)
     tx, ty = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
 
     def torch_batches(lo, hi):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One run on a GPU machine answers everything about gpudl's CUDA kernels: the gpu-marked tests
 # on CuPy arrays, then benchmarks/bench_gpu.py (checks against NumPy, timings beside PyTorch),
-# whose table prints last. Under 5 minutes on an H100.
+# then the mnist_cnn summary. About 5 minutes on an H100.
 #
 # Needs, in the checkout, the numpy 2.4 wheel in .whl/ (git-ignored; carry it to the machine):
 # numba 0.68's CUDA target fails under numpy 2.5. Fetch it where a registry is reachable with
@@ -56,20 +56,28 @@ tests_rc=$?
 tail -15 "$LOG_DIR/gpu_tests.log"
 echo "gpu_check: tests exit $tests_rc after $(( $(date +%s) - start )) s"
 
-# mnist_cnn on the CuPy backend, when Fashion-MNIST travelled with the checkout (the GPU
-# machine has no network): copy /usr/share/datasets/fashion-mnist/*.gz into the git-ignored
-# .gpu/fashion-mnist/ and carry ".gpu"
+# mnist_cnn on the CuPy backend beside PyTorch eager on CUDA (same process, same data), when
+# Fashion-MNIST travelled with the checkout (the GPU machine has no network): copy
+# /usr/share/datasets/fashion-mnist/*.gz into the git-ignored .gpu/fashion-mnist/ and carry ".gpu"
 cnn_rc=0
 if [ -f .gpu/fashion-mnist/train-images-idx3-ubyte.gz ]; then
-    echo "gpu_check: mnist_cnn, 12 epochs of Fashion-MNIST on CuPy (log: $LOG_DIR/gpu_cnn.log)"
-    timeout 240 $PY -m gpudl.cli train --model cnn --dataset fashion-mnist --data-dir .gpu/fashion-mnist \
-        --backend cupy --epochs 12 --batch-size 128 > "$LOG_DIR/gpu_cnn.log" 2>&1
+    echo "gpu_check: mnist_cnn, 12 epochs of Fashion-MNIST on CuPy and in PyTorch (log: $LOG_DIR/gpu_cnn.log)"
+    timeout 300 $PY examples/mnist_cnn.py --backend cupy --torch --epochs 12 --batch-size 128 \
+        --data-dir .gpu/fashion-mnist > "$LOG_DIR/gpu_cnn.log" 2>&1
     cnn_rc=$?
-    tail -3 "$LOG_DIR/gpu_cnn.log"
+    tail -4 "$LOG_DIR/gpu_cnn.log"
+else
+    echo "gpu_check: no .gpu/fashion-mnist/: mnist_cnn on CuPy not run" >&2
 fi
 
 # the bench prints its table last, so it ends this script's output too
 echo "gpu_check: benchmarks/bench_gpu.py (log: $LOG_DIR/gpu_bench.log)"
 timeout 200 $PY benchmarks/bench_gpu.py 2>&1 | tee "$LOG_DIR/gpu_bench.log"
 bench_rc=${PIPESTATUS[0]}
+if [ -f "$LOG_DIR/gpu_cnn.log" ]; then
+    echo
+    echo "mnist_cnn, Fashion-MNIST, 12 epochs, batch 128: gpudl on CuPy beside PyTorch eager on CUDA"
+    grep -E "^(test accuracy|PyTorch test accuracy|median epoch)" "$LOG_DIR/gpu_cnn.log"
+fi
+echo "gpu_check: tests exit $tests_rc, mnist_cnn exit $cnn_rc, bench exit $bench_rc"
 [ "$tests_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ] && [ "$cnn_rc" -eq 0 ]

@@ -14,24 +14,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import gpudl  # noqa: E402
-from gpudl import callbacks, optimizers, recipes  # noqa: E402
-
-
-#: --cell -> the PyTorch module of the same model (gpudl's layer: gpudl.recipes.RNN_CELLS)
-TORCH_CELLS = {"lstm": "LSTM", "gru": "GRU", "simple": "RNN"}
+from gpudl import optimizers, peers, recipes  # noqa: E402
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="LSTM reading images row by row (28 steps of 28 pixels)")
     p.add_argument("--dataset", choices=["fashion-mnist", "mnist"], default="fashion-mnist")
-    p.add_argument("--cell", choices=sorted(TORCH_CELLS), default="lstm",
+    p.add_argument("--cell", choices=sorted(recipes.RNN_CELLS), default="lstm",
                    help="the recurrent layer: lstm (default), gru (reset after, as PyTorch) or simple (Elman, tanh)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=128)
@@ -42,69 +37,12 @@ def parse_args(argv=None):
     p.add_argument("--backend", choices=["numpy", "cupy", "auto"], default="numpy")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--torch", action="store_true",
-                   help="after each gpudl epoch, train the same model one epoch in PyTorch CPU "
-                        "(timed apart) and compare epoch times and test accuracy")
+                   help="after each gpudl epoch, train the same model one epoch in PyTorch on the "
+                        "same device (timed apart) and compare epoch times and test accuracy")
     args = p.parse_args(argv)
     if args.epochs < 1 or args.batch_size < 1 or (args.limit is not None and args.limit < 10):
         p.error("--epochs and --batch-size must be positive and --limit at least 10")
     return args
-
-
-class EpochTimer(callbacks.Callback):
-    """Prints each epoch's wall time beside its loss and accuracy; with ``peer`` (a callable
-    running one epoch of the PyTorch model) runs and times that after each epoch."""
-
-    def __init__(self, peer=None):
-        self.peer, self.times, self.peer_times = peer, [], []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self.start)
-        logs = logs or {}
-        scores = "  ".join(f"{k} {v:.4f}" for k, v in logs.items())
-        line = f"epoch {epoch + 1}: {self.times[-1]:6.1f} s  {scores}"
-        if self.peer is not None:
-            t0 = time.perf_counter()
-            self.peer()
-            self.peer_times.append(time.perf_counter() - t0)
-            line += f"  | PyTorch epoch {self.peer_times[-1]:6.1f} s"
-        print(line, flush=True)
-
-
-def torch_peer(x_train, y_train, cell, units, batch_size, lr, seed):
-    """The same model in PyTorch CPU: (run_one_epoch, test_accuracy(x, y))."""
-    import torch
-    torch.manual_seed(seed)
-
-    class RowReader(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.rnn = getattr(torch.nn, TORCH_CELLS[cell])(x_train.shape[2], units, batch_first=True)
-            self.out = torch.nn.Linear(units, 10)
-
-        def forward(self, x):
-            return self.out(self.rnn(x)[0][:, -1])
-
-    model = RowReader()
-    opt = torch.optim.Adam(model.parameters(), lr=lr, eps=1e-7)
-    tx, ty = torch.from_numpy(x_train), torch.from_numpy(y_train)
-
-    def epoch():
-        model.train()
-        order = torch.randperm(len(tx))
-        for s in range(0, len(tx), batch_size):
-            idx = order[s:s + batch_size]
-            opt.zero_grad(set_to_none=True)
-            torch.nn.functional.cross_entropy(model(tx[idx]), ty[idx]).backward()
-            opt.step()
-
-    def accuracy(x, y):
-        model.eval()
-        with torch.no_grad():
-            return float((model(torch.from_numpy(x)).argmax(1) == torch.from_numpy(y)).float().mean())
-    return epoch, accuracy
 
 
 def load(dataset, limit):
@@ -132,20 +70,9 @@ def main(argv=None):
     model.compile(optimizer=optimizers.Adam(learning_rate=args.learning_rate),
                   loss="categorical_crossentropy", metrics=["accuracy"])
     model.summary()
-    peer = accuracy = None
-    if args.torch:
-        peer, accuracy = torch_peer(x_train, y_train, args.cell, args.units, args.batch_size, args.learning_rate, args.seed)
-    timer = EpochTimer(peer)
-    model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, shuffle=True,
-              callbacks=[timer], verbose=0, seed=args.seed)
-    scores = model.evaluate(x_test, y_test, batch_size=500)
-    print(f"test accuracy: {scores['accuracy']:.4f}  (test loss {scores['loss']:.4f})")
-    if peer is not None:
-        import statistics
-        g, t = statistics.median(timer.times), statistics.median(timer.peer_times)
-        print(f"PyTorch test accuracy: {accuracy(x_test, y_test):.4f}")
-        print(f"median epoch: gpudl {g:.1f} s, PyTorch {t:.1f} s, ratio {g / t:.2f}")
-    return scores
+    twin = peers.torch_twin("rnn_rows", seed=args.seed, cell=args.cell, units=args.units) if args.torch else None
+    return peers.fit_beside(model, (x_train, y_train, x_test, y_test), twin, epochs=args.epochs,
+                            batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from .errors import BackendUnavailableError
 __all__ = [
     "set_backend", "get_backend", "xp", "to_numpy", "to_backend", "get_array_module",
     "is_cupy_array", "check_same_backend", "cupy_available", "describe", "default_dtype",
+    "synchronize",
 ]
 
 logger = logging.getLogger("gpudl")
@@ -191,6 +192,15 @@ def to_backend(a, name: str | None = None):
         cp = _import_cupy()
         return cp.asarray(a)
     raise ValueError(f"unknown backend {name!r}: expected 'numpy' or 'cupy'")
+
+
+def synchronize() -> None:
+    """Wait for the GPU's queued work when the CuPy backend is active (a no-op on NumPy).
+
+    For timing: CuPy calls return once their kernels are queued, not when they finish.
+    """
+    if get_backend() == "cupy":
+        _import_cupy().cuda.get_current_stream().synchronize()
 
 
 def scatter_add(out, index, values) -> None:

@@ -15,20 +15,15 @@ from . import functional as F
 from .autograd import Tensor
 
 
-def _sync():
-    if backend.get_backend() == "cupy":
-        backend.get_xp().cuda.get_current_stream().synchronize()
-
-
 def _time(fn, repeats, warmup=2):
     for _ in range(warmup):
         fn()
-    _sync()
+    backend.synchronize()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
-        _sync()
+        backend.synchronize()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 

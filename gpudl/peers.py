@@ -1,0 +1,197 @@
+"""PyTorch twins of gpudl's recipes, and one loop that trains them: what the examples and
+benchmarks time gpudl against, with the same model, optimiser (Adam, Keras' epsilon),
+batch size and data, in the same process, on the same device as gpudl's backend.
+
+PyTorch is optional: it is imported when a twin is first built, with an error that says
+how to install it when it is absent. Nothing here runs at import.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from . import backend
+from .callbacks import Callback
+
+__all__ = ["import_torch", "torch_device", "torch_twin", "TorchTrainer", "EpochTimer", "fit_beside", "TWINS"]
+
+#: recipes with a PyTorch twin (gpudl.recipes names)
+TWINS = ("hello_mlp", "mnist_cnn", "rnn_rows")
+
+#: gpudl.recipes.RNN_CELLS' cells, as PyTorch's modules (PyTorch's GRU is gpudl's reset_after GRU)
+TORCH_CELLS = {"lstm": "LSTM", "gru": "GRU", "simple": "RNN"}
+
+
+def import_torch():
+    """The torch module, or ImportError saying how to get it."""
+    try:
+        import torch
+    except ImportError as exc:
+        raise ImportError("comparing against PyTorch needs torch installed (pip install torch); "
+                          f"importing it failed: {exc}") from exc
+    return torch
+
+
+def torch_device() -> str:
+    """Where the peer runs: ``"cuda"`` when gpudl's backend is CuPy, else ``"cpu"``."""
+    return "cuda" if backend.get_backend() == "cupy" else "cpu"
+
+
+def torch_twin(recipe: str, seed=0, **kwargs):
+    """The ``torch.nn.Module`` of ``gpudl.recipes.<recipe>(**kwargs)``: the same layers, with
+    logits out (PyTorch's cross_entropy applies the softmax gpudl's last layer has), its
+    initial weights drawn by PyTorch's own initialisers after ``torch.manual_seed(seed)``."""
+    if recipe not in TWINS:
+        raise ValueError(f"torch_twin: expected recipe in {', '.join(map(repr, TWINS))}, got {recipe!r}")
+    torch = import_torch()
+    torch.manual_seed(seed)
+    return globals()[f"_{recipe}"](torch, **kwargs)
+
+
+def _hello_mlp(torch, input_dim=784, hidden=500, classes=10, dropout=0.2, activation="relu"):
+    nn = torch.nn
+    act = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}[activation]
+    return nn.Sequential(nn.Linear(input_dim, hidden), act(), nn.Dropout(dropout),
+                         nn.Linear(hidden, hidden), act(), nn.Dropout(dropout), nn.Linear(hidden, classes))
+
+
+def _mnist_cnn(torch, input_shape=(1, 28, 28), classes=10):
+    nn = torch.nn
+    c, h, w = input_shape
+    flat = 64 * ((h - 4) // 2) * ((w - 4) // 2)  # two valid 3x3 convolutions, then a 2x2 pool
+    return nn.Sequential(nn.Conv2d(c, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Dropout(0.25), nn.Flatten(), nn.Linear(flat, 128), nn.ReLU(), nn.Dropout(0.5),
+                         nn.Linear(128, classes))
+
+
+def _rnn_rows(torch, cell="lstm", rows=28, cols=28, units=128, classes=10):
+    if cell not in TORCH_CELLS:
+        raise ValueError(f"torch_twin: expected cell in {', '.join(map(repr, TORCH_CELLS))}, got {cell!r}")
+
+    class RowReader(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = getattr(torch.nn, TORCH_CELLS[cell])(cols, units, batch_first=True)
+            self.out = torch.nn.Linear(units, classes)
+
+        def forward(self, x):
+            return self.out(self.rnn(x)[0][:, -1])  # many-to-one: the last step's state
+    return RowReader()
+
+
+class TorchTrainer:
+    """Trains a twin the way gpudl's ``fit`` trains its model: Adam (Keras' epsilon 1e-7),
+    a fresh shuffle each epoch, the last batch smaller. The data moves to ``device`` once."""
+
+    def __init__(self, model, x, y, batch_size, learning_rate=1e-3, device=None, seed=0):
+        torch = self.torch = import_torch()
+        self.device = device or torch_device()
+        if len(x) != len(y):
+            raise ValueError(f"TorchTrainer: x and y must have the same number of samples, got {len(x)} and {len(y)}")
+        self.model = model.to(self.device)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=learning_rate, eps=1e-7)
+        self.x, self.y = self._tensor(x), self._tensor(y).long()
+        self.batch_size = int(batch_size)
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def _tensor(self, a):
+        return self.torch.as_tensor(np.ascontiguousarray(backend.to_numpy(a)), device=self.device)
+
+    def _sync(self):
+        if self.device.startswith("cuda"):
+            self.torch.cuda.synchronize()
+
+    def epoch(self) -> float:
+        """One training epoch; its wall time in seconds, the device synchronised."""
+        torch, F = self.torch, self.torch.nn.functional
+        self._sync()
+        t0 = time.perf_counter()
+        self.model.train()
+        order = torch.randperm(len(self.x), generator=self.gen).to(self.device)
+        for s in range(0, len(order), self.batch_size):
+            idx = order[s:s + self.batch_size]
+            self.opt.zero_grad(set_to_none=True)
+            F.cross_entropy(self.model(self.x[idx]), self.y[idx]).backward()
+            self.opt.step()
+        self._sync()
+        return time.perf_counter() - t0
+
+    def accuracy(self, x, y, batch_size=1000) -> float:
+        """Test accuracy, in batches so a large test set fits."""
+        torch = self.torch
+        self.model.eval()
+        tx, ty = self._tensor(x), self._tensor(y).long()
+        correct = 0
+        with torch.no_grad():
+            for s in range(0, len(tx), batch_size):
+                correct += int((self.model(tx[s:s + batch_size]).argmax(1) == ty[s:s + batch_size]).sum())
+        return correct / len(tx)
+
+
+class EpochTimer(Callback):
+    """Times each of gpudl's epochs (device-synchronised) and prints it beside the epoch's
+    scores; with ``peer`` (a TorchTrainer) trains and times one PyTorch epoch after each,
+    outside gpudl's time, so both meet the same machine load."""
+
+    def __init__(self, peer=None, out=None):
+        self.peer = peer
+        self.out = out or (lambda line: print(line, flush=True))
+        self.times, self.peer_times = [], []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        backend.synchronize()
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        backend.synchronize()
+        self.times.append(time.perf_counter() - self.start)
+        scores = "  ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
+        line = f"epoch {epoch + 1}: {self.times[-1]:6.2f} s  {scores}"
+        if self.peer is not None:
+            self.peer_times.append(self.peer.epoch())
+            line += f"  | PyTorch epoch {self.peer_times[-1]:6.2f} s"
+        self.out(line)
+
+    def summary(self) -> dict:
+        """Median epoch times and, with a peer, their ratio gpudl / PyTorch."""
+        import statistics
+        if not self.times:
+            raise ValueError("EpochTimer.summary: no epoch has been timed yet")
+        res = {"gpudl_epoch_s": statistics.median(self.times)}
+        if self.peer_times:
+            res["torch_epoch_s"] = statistics.median(self.peer_times)
+            res["ratio"] = res["gpudl_epoch_s"] / res["torch_epoch_s"]
+        return res
+
+
+def fit_beside(model, data, twin=None, *, epochs, batch_size, learning_rate=1e-3, seed=0, out=None):
+    """Train the compiled gpudl ``model`` on ``data`` = (x_train, y_train, x_test, y_test),
+    printing each epoch; with ``twin`` (a ``torch_twin``), train it one epoch after each of
+    gpudl's on the same device, and report both test accuracies and the median epoch ratio.
+
+    On the CuPy backend the training data moves to the GPU once, as the twin's does.
+    Returns the test scores with the EpochTimer's summary (and ``torch_accuracy``)."""
+    say = out or (lambda line: print(line, flush=True))
+    x_train, y_train, x_test, y_test = data
+    peer = None
+    if twin is not None:
+        peer = TorchTrainer(twin, x_train, y_train, batch_size, learning_rate, seed=seed)
+        say(f"peer: PyTorch {peer.torch.__version__} on {peer.device}")
+    if backend.get_backend() == "cupy":
+        x_train, y_train = backend.to_backend(x_train), backend.to_backend(y_train)
+    timer = EpochTimer(peer, out=say)
+    model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, shuffle=True,
+              callbacks=[timer], verbose=0, seed=seed)
+    scores = model.evaluate(x_test, y_test, batch_size=500)
+    say(f"test accuracy: {scores['accuracy']:.4f}  (test loss {scores['loss']:.4f})")
+    summary = timer.summary()
+    if peer is None:
+        say(f"median epoch: {summary['gpudl_epoch_s']:.2f} s")
+    else:
+        scores["torch_accuracy"] = peer.accuracy(x_test, y_test)
+        say(f"PyTorch test accuracy: {scores['torch_accuracy']:.4f}")
+        say(f"median epoch: gpudl {summary['gpudl_epoch_s']:.2f} s, PyTorch {summary['torch_epoch_s']:.2f} s, "
+            f"ratio {summary['ratio']:.2f}")
+    scores.update(summary)
+    return scores
