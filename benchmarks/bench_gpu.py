@@ -25,6 +25,32 @@ CONV = dict(N=128, C=32, F=64, H=26, W=26, k=3)
 POOL_SHAPE = (128, 64, 24, 24)
 NO_PADS = (0, 0, 0, 0)
 
+# the shapes run_checks uses: on the GPU, sizes that use real grids (several blocks per
+# multiprocessor, rows longer than a block); "simulator", the same cases shrunk to what
+# Numba's CUDA simulator runs in seconds, so a CPU test runs every check before GPU time does
+CHECK_SIZES = {
+    "gpu": dict(
+        elementwise=(1 << 20) + 3, bias_relu=(8, 37, 13, 11),
+        maxout=(((64, 4 * 33, 7, 5), 4), ((1000, 4 * 256), 4), ((3, 3 * 5), 3)),
+        softmax_ce=((513, 1000), (7, 10), (3, 4099)),
+        conv=(((8, 3, 13, 11), (16, 3, 3, 3), (2, 1), (1, 0, 2, 1)),
+              ((4, 32, 26, 26), (64, 32, 3, 3), (1, 1), NO_PADS),
+              ((2, 5, 9, 9), (7, 5, 5, 5), (2, 2), (2, 2, 2, 2))),
+        pool=(((8, 16, 13, 11), (3, 3), (2, 2), (1, 1, 1, 1)),
+              ((4, 8, 24, 24), (2, 2), (2, 2), NO_PADS),
+              ((2, 3, 9, 7), (3, 2), (2, 1), (1, 0, 0, 1)))),
+    "simulator": dict(
+        elementwise=1000 + 3, bias_relu=(2, 5, 3, 4),
+        maxout=(((2, 4 * 3, 3, 2), 4), ((5, 4 * 8), 4), ((3, 3 * 5), 3)),
+        softmax_ce=((9, 50), (7, 10), (3, 300)),
+        conv=(((2, 3, 7, 6), (4, 3, 3, 3), (2, 1), (1, 0, 2, 1)),
+              ((2, 4, 6, 6), (5, 4, 3, 3), (1, 1), NO_PADS),
+              ((1, 2, 7, 7), (3, 2, 5, 5), (2, 2), (2, 2, 2, 2))),
+        pool=(((2, 3, 7, 6), (3, 3), (2, 2), (1, 1, 1, 1)),
+              ((1, 2, 8, 8), (2, 2), (2, 2), NO_PADS),
+              ((2, 3, 9, 7), (3, 2), (2, 1), (1, 0, 0, 1)))),
+}
+
 
 # ----------------------------------------------------------------------------- references
 
@@ -94,14 +120,17 @@ class Checks:
             self.failed.append(f"{name}: max abs err {err:.3g}")
 
 
-def run_checks(cp, kernels, to_numpy):
+def run_checks(cp, kernels, to_numpy, sizes="gpu"):
+    """Every launcher against a NumPy float64 reference, on ``cp``'s arrays (CuPy on a GPU;
+    NumPy under the simulator, with ``sizes="simulator"``); returns the Checks."""
     activation, maxout, softmax_ce, conv, pooling = kernels
+    size = CHECK_SIZES[sizes]
     rng = np.random.default_rng(0)
     c = Checks(to_numpy)
-    print("checks against NumPy float64 (sizes that use real grids):")
+    print(f"checks against NumPy float64 ({sizes} sizes):")
     for dt in (np.float32, np.float64):
         tag = np.dtype(dt).name
-        x = rng.standard_normal((1 << 20) + 3).astype(dt)
+        x = rng.standard_normal(size["elementwise"]).astype(dt)
         gy = rng.standard_normal(x.shape).astype(dt)
         X, GY = cp.asarray(x), cp.asarray(gy)
         y = activation.relu_forward(X)
@@ -113,13 +142,13 @@ def run_checks(cp, kernels, to_numpy):
                 np.where(x64 > 0, x64, 0.01 * x64))
         c.close(f"leaky_relu_backward {tag}", activation.leaky_relu_backward(X, GY, 0.01),
                 np.where(x64 > 0, gy, 0.01 * gy.astype(np.float64)))
-        x4 = rng.standard_normal((8, 37, 13, 11)).astype(dt)
-        b = rng.standard_normal(37).astype(dt)
+        x4 = rng.standard_normal(size["bias_relu"]).astype(dt)
+        b = rng.standard_normal(x4.shape[1]).astype(dt)
         c.close(f"bias_relu_forward NCHW {tag}",
                 activation.bias_relu_forward(cp.asarray(x4), cp.asarray(b)),
                 np.maximum(x4.astype(np.float64) + b[None, :, None, None], 0))
 
-        for shape, k in (((64, 4 * 33, 7, 5), 4), ((1000, 4 * 256), 4), ((3, 3 * 5), 3)):
+        for shape, k in size["maxout"]:
             xm = rng.integers(-3, 4, shape).astype(dt)
             g = xm.astype(np.float64).reshape((shape[0], shape[1] // k, k) + shape[2:])
             ym, im = maxout.maxout_forward(cp.asarray(xm), k)
@@ -132,7 +161,7 @@ def run_checks(cp, kernels, to_numpy):
             c.close(f"maxout_backward {shape} k={k} {tag}",
                     maxout.maxout_backward(cp.asarray(gym), im, k), want.reshape(shape), exact=True)
 
-        for rows, cols in ((513, 1000), (7, 10), (3, 4099)):
+        for rows, cols in size["softmax_ce"]:
             lx = (4 * rng.standard_normal((rows, cols))).astype(dt)
             lx[0, :3] = (1e4, -1e4, 5e3)  # a large-magnitude row must stay finite and exact
             labels = rng.integers(0, cols, rows)
@@ -148,9 +177,7 @@ def run_checks(cp, kernels, to_numpy):
         _, _, flag = softmax_ce.softmax_cross_entropy(cp.asarray(lx), cp.asarray(labels))
         c.close(f"softmax_ce NaN flag {tag}", flag, [softmax_ce.FLAG_NONFINITE], exact=True)
 
-        for xs, ws, stride, pads in (((8, 3, 13, 11), (16, 3, 3, 3), (2, 1), (1, 0, 2, 1)),
-                                     ((4, 32, 26, 26), (64, 32, 3, 3), (1, 1), NO_PADS),
-                                     ((2, 5, 9, 9), (7, 5, 5, 5), (2, 2), (2, 2, 2, 2))):
+        for xs, ws, stride, pads in size["conv"]:
             xc = rng.standard_normal(xs).astype(dt)
             Wc = (rng.standard_normal(ws) / np.sqrt(np.prod(ws[1:]))).astype(dt)
             bc = rng.standard_normal(ws[0]).astype(dt)
@@ -165,9 +192,7 @@ def run_checks(cp, kernels, to_numpy):
             c.close(f"conv2d_backward gW {xs} {tag}", gW, wgW, rtol=1e-4, atol=1e-3)
             c.close(f"conv2d_backward gb {xs} {tag}", gb, wgb, rtol=1e-4, atol=1e-3)
 
-        for xs, kern, stride, pads in (((8, 16, 13, 11), (3, 3), (2, 2), (1, 1, 1, 1)),
-                                       ((4, 8, 24, 24), (2, 2), (2, 2), NO_PADS),
-                                       ((2, 3, 9, 7), (3, 2), (2, 1), (1, 0, 0, 1))):
+        for xs, kern, stride, pads in size["pool"]:
             xpool = rng.integers(-2, 3, xs).astype(dt)
             _, win = _windows(xpool, kern[0], kern[1], stride, pads, fill=-np.inf)
             win = win.reshape(win.shape[:4] + (-1,))
