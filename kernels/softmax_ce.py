@@ -38,62 +38,70 @@ def _make(ft, nbt):
     NAN = ft(np.nan)
     BLOCK = MAX_THREADS
 
+    @cuda.jit(device=True, inline="always")
+    def row_stats(x, n, sm_m, sm_s, flag):
+        """Row n's max m and sum of exp(x - m), the block's threads together; flags a
+        NaN/Inf logit. Pass 1: each thread's online max / sum-exp over its columns, four loads
+        in flight per step, then a shared-memory tree combines the threads' (m, s)."""
+        tid = cuda.threadIdx.x
+        nt = cuda.blockDim.x
+        cols = x.shape[1]
+        m = NEG_INF
+        s = ZERO
+        check = ZERO
+        j = tid
+        while j + 3 * nt < cols:
+            a = x[n, j]
+            b = x[n, j + nt]
+            c = x[n, j + 2 * nt]
+            d = x[n, j + 3 * nt]
+            check += (a - a) + (b - b) + (c - c) + (d - d)
+            mv = max(max(a, b), max(c, d))
+            if mv > m:
+                s = s * math.exp(m - mv)
+                m = mv
+            s += math.exp(a - m) + math.exp(b - m) + math.exp(c - m) + math.exp(d - m)
+            j += 4 * nt
+        while j < cols:
+            a = x[n, j]
+            check += a - a
+            if a > m:
+                s = s * math.exp(m - a)
+                m = a
+            s += math.exp(a - m)
+            j += nt
+        if check != ZERO:  # NaN: some logit was NaN or +-Inf
+            cuda.atomic.or_(flag, 0, FLAG_NONFINITE)
+        sm_m[tid] = m
+        sm_s[tid] = s
+        cuda.syncthreads()
+        width = nt // 2
+        while width > 0:
+            if tid < width:
+                m1 = sm_m[tid]
+                m2 = sm_m[tid + width]
+                if m2 > m1:
+                    sm_s[tid] = sm_s[tid] * math.exp(m1 - m2) + sm_s[tid + width]
+                    sm_m[tid] = m2
+                elif m2 == m1:  # also two empty parts (both -inf)
+                    sm_s[tid] = sm_s[tid] + sm_s[tid + width]
+                else:
+                    sm_s[tid] = sm_s[tid] + sm_s[tid + width] * math.exp(m2 - m1)
+            cuda.syncthreads()
+            width //= 2
+        m = sm_m[0]
+        s = sm_s[0]
+        cuda.syncthreads()  # everyone has read the totals before the shared arrays are reused
+        return m, s
+
     def softmax_ce_ids_kernel(x, labels, inv_n, grad, row_loss, flag):
         sm_m = cuda.shared.array(BLOCK, nbt)
         sm_s = cuda.shared.array(BLOCK, nbt)
         tid = cuda.threadIdx.x
         nt = cuda.blockDim.x
-        rows = x.shape[0]
         cols = x.shape[1]
-        for n in range(cuda.blockIdx.x, rows, cuda.gridDim.x):
-            # pass 1: online max / sum-exp, four loads in flight per step
-            m = NEG_INF
-            s = ZERO
-            check = ZERO
-            j = tid
-            while j + 3 * nt < cols:
-                a = x[n, j]
-                b = x[n, j + nt]
-                c = x[n, j + 2 * nt]
-                d = x[n, j + 3 * nt]
-                check += (a - a) + (b - b) + (c - c) + (d - d)
-                mv = max(max(a, b), max(c, d))
-                if mv > m:
-                    s = s * math.exp(m - mv)
-                    m = mv
-                s += math.exp(a - m) + math.exp(b - m) + math.exp(c - m) + math.exp(d - m)
-                j += 4 * nt
-            while j < cols:
-                a = x[n, j]
-                check += a - a
-                if a > m:
-                    s = s * math.exp(m - a)
-                    m = a
-                s += math.exp(a - m)
-                j += nt
-            if check != ZERO:  # NaN: some logit was NaN or +-Inf
-                cuda.atomic.or_(flag, 0, FLAG_NONFINITE)
-            # combine (m, s) across the block
-            sm_m[tid] = m
-            sm_s[tid] = s
-            cuda.syncthreads()
-            width = nt // 2
-            while width > 0:
-                if tid < width:
-                    m1 = sm_m[tid]
-                    m2 = sm_m[tid + width]
-                    if m2 > m1:
-                        sm_s[tid] = sm_s[tid] * math.exp(m1 - m2) + sm_s[tid + width]
-                        sm_m[tid] = m2
-                    elif m2 == m1:  # also two empty parts (both -inf)
-                        sm_s[tid] = sm_s[tid] + sm_s[tid + width]
-                    else:
-                        sm_s[tid] = sm_s[tid] + sm_s[tid + width] * math.exp(m2 - m1)
-                cuda.syncthreads()
-                width //= 2
-            m = sm_m[0]
-            s = sm_s[0]
-            cuda.syncthreads()  # everyone has read the totals before the next row reuses them
+        for n in range(cuda.blockIdx.x, x.shape[0], cuda.gridDim.x):
+            m, s = row_stats(x, n, sm_m, sm_s, flag)
             inv_s = ONE / s
             label = labels[n]
             # pass 2: gradient; a label outside [0, cols) matches no column
@@ -114,55 +122,9 @@ def _make(ft, nbt):
         sm_s = cuda.shared.array(BLOCK, nbt)
         tid = cuda.threadIdx.x
         nt = cuda.blockDim.x
-        rows = x.shape[0]
         cols = x.shape[1]
-        for n in range(cuda.blockIdx.x, rows, cuda.gridDim.x):
-            m = NEG_INF
-            s = ZERO
-            check = ZERO
-            j = tid
-            while j + 3 * nt < cols:
-                a = x[n, j]
-                b = x[n, j + nt]
-                c = x[n, j + 2 * nt]
-                d = x[n, j + 3 * nt]
-                check += (a - a) + (b - b) + (c - c) + (d - d)
-                mv = max(max(a, b), max(c, d))
-                if mv > m:
-                    s = s * math.exp(m - mv)
-                    m = mv
-                s += math.exp(a - m) + math.exp(b - m) + math.exp(c - m) + math.exp(d - m)
-                j += 4 * nt
-            while j < cols:
-                a = x[n, j]
-                check += a - a
-                if a > m:
-                    s = s * math.exp(m - a)
-                    m = a
-                s += math.exp(a - m)
-                j += nt
-            if check != ZERO:
-                cuda.atomic.or_(flag, 0, FLAG_NONFINITE)
-            sm_m[tid] = m
-            sm_s[tid] = s
-            cuda.syncthreads()
-            width = nt // 2
-            while width > 0:
-                if tid < width:
-                    m1 = sm_m[tid]
-                    m2 = sm_m[tid + width]
-                    if m2 > m1:
-                        sm_s[tid] = sm_s[tid] * math.exp(m1 - m2) + sm_s[tid + width]
-                        sm_m[tid] = m2
-                    elif m2 == m1:
-                        sm_s[tid] = sm_s[tid] + sm_s[tid + width]
-                    else:
-                        sm_s[tid] = sm_s[tid] + sm_s[tid + width] * math.exp(m2 - m1)
-                cuda.syncthreads()
-                width //= 2
-            m = sm_m[0]
-            s = sm_s[0]
-            cuda.syncthreads()
+        for n in range(cuda.blockIdx.x, x.shape[0], cuda.gridDim.x):
+            m, s = row_stats(x, n, sm_m, sm_s, flag)
             inv_s = ONE / s
             # pass 2: gradient, and the sums of t * (x - m) and of t for the loss
             tx = ZERO
