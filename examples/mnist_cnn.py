@@ -12,7 +12,6 @@ On the CuPy backend the training images move to the GPU once, as PyTorch's do.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -23,23 +22,8 @@ from gpudl import optimizers, peers, recipes  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Keras' mnist_cnn recipe on Fashion-MNIST or MNIST")
-    p.add_argument("--dataset", choices=["fashion-mnist", "mnist"], default="fashion-mnist")
-    p.add_argument("--data-dir", default=None, help="folder holding the dataset's IDX files")
-    p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--learning-rate", type=float, default=1e-3)
-    p.add_argument("--limit", type=int, default=None, metavar="N",
-                   help="train on the first N images and test on the first N/5 (a quick run)")
-    p.add_argument("--backend", choices=["numpy", "cupy", "auto"], default="numpy")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--torch", action="store_true",
-                   help="after each gpudl epoch, train the same model one epoch in PyTorch on the "
-                        "same device (timed apart) and compare epoch times and test accuracy")
-    args = p.parse_args(argv)
-    if args.epochs < 1 or args.batch_size < 1 or (args.limit is not None and args.limit < 10):
-        p.error("--epochs and --batch-size must be positive and --limit at least 10")
-    return args
+    return peers.parse_example_args(
+        peers.example_parser("Keras' mnist_cnn recipe on Fashion-MNIST or MNIST", epochs=12), argv)
 
 
 def load(dataset, limit, data_dir=None, layout="image"):

@@ -11,7 +11,6 @@ OPENBLAS_NUM_THREADS=1 keeps multi-threaded BLAS from spinning against other wor
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -24,31 +23,17 @@ from gpudl import optimizers, peers, recipes  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="LSTM reading images row by row (28 steps of 28 pixels)")
-    p.add_argument("--dataset", choices=["fashion-mnist", "mnist"], default="fashion-mnist")
+    p = peers.example_parser("LSTM reading images row by row (28 steps of 28 pixels)", epochs=10)
     p.add_argument("--cell", choices=sorted(recipes.RNN_CELLS), default="lstm",
                    help="the recurrent layer: lstm (default), gru (reset after, as PyTorch) or simple (Elman, tanh)")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--units", type=int, default=128)
-    p.add_argument("--learning-rate", type=float, default=1e-3)
-    p.add_argument("--limit", type=int, default=None, metavar="N",
-                   help="train on the first N images and test on the first N/5 (a quick run)")
-    p.add_argument("--backend", choices=["numpy", "cupy", "auto"], default="numpy")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--torch", action="store_true",
-                   help="after each gpudl epoch, train the same model one epoch in PyTorch on the "
-                        "same device (timed apart) and compare epoch times and test accuracy")
-    args = p.parse_args(argv)
-    if args.epochs < 1 or args.batch_size < 1 or (args.limit is not None and args.limit < 10):
-        p.error("--epochs and --batch-size must be positive and --limit at least 10")
-    return args
+    return peers.parse_example_args(p, argv)
 
 
-def load(dataset, limit):
+def load(dataset, limit, data_dir=None):
     from gpudl import datasets
     module = datasets.fashion_mnist if dataset == "fashion-mnist" else datasets.mnist
-    (x_train, y_train), (x_test, y_test) = module.load_data()
+    (x_train, y_train), (x_test, y_test) = module.load_data(path=data_dir)
     if limit is not None:
         x_train, y_train = x_train[:limit], y_train[:limit]
         x_test, y_test = x_test[:max(limit // 5, 10)], y_test[:max(limit // 5, 10)]
@@ -62,7 +47,7 @@ def main(argv=None):
     args = parse_args(argv)
     print(f"backend: {gpudl.set_backend(args.backend)}")
     gpudl.set_seed(args.seed)
-    x_train, y_train, x_test, y_test = load(args.dataset, args.limit)
+    x_train, y_train, x_test, y_test = load(args.dataset, args.limit, args.data_dir)
     print(f"{args.dataset}: {len(x_train)} training and {len(x_test)} test images, "
           f"read as {x_train.shape[1]} steps of {x_train.shape[2]} pixels")
 

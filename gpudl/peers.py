@@ -7,6 +7,7 @@ how to install it when it is absent. Nothing here runs at import.
 """
 from __future__ import annotations
 
+import argparse
 import time
 
 import numpy as np
@@ -14,7 +15,8 @@ import numpy as np
 from . import backend
 from .callbacks import Callback
 
-__all__ = ["import_torch", "torch_device", "torch_twin", "TorchTrainer", "EpochTimer", "fit_beside", "TWINS"]
+__all__ = ["import_torch", "torch_device", "torch_twin", "TorchTrainer", "EpochTimer", "fit_beside", "example_parser",
+           "parse_example_args", "TWINS"]
 
 #: recipes with a PyTorch twin (gpudl.recipes names)
 TWINS = ("hello_mlp", "mnist_cnn", "rnn_rows")
@@ -195,3 +197,31 @@ def fit_beside(model, data, twin=None, *, epochs, batch_size, learning_rate=1e-3
             f"ratio {summary['ratio']:.2f}")
     scores.update(summary)
     return scores
+
+
+def example_parser(description: str, epochs: int) -> argparse.ArgumentParser:
+    """The options every example that trains a recipe beside PyTorch takes (dataset, data
+    folder, epochs, batch size, learning rate, a quick --limit, backend, seed, --torch);
+    an example adds its own, then calls ``parse_example_args``."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--dataset", choices=["fashion-mnist", "mnist"], default="fashion-mnist")
+    p.add_argument("--data-dir", default=None, help="folder holding the dataset's IDX files")
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="train on the first N images and test on the first N/5 (a quick run)")
+    p.add_argument("--backend", choices=["numpy", "cupy", "auto"], default="numpy")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--torch", action="store_true",
+                   help="after each gpudl epoch, train the same model one epoch in PyTorch on the "
+                        "same device (timed apart) and compare epoch times and test accuracy")
+    return p
+
+
+def parse_example_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, with the shared options' ranges checked (exit 2 if not)."""
+    args = parser.parse_args(argv)
+    if args.epochs < 1 or args.batch_size < 1 or (args.limit is not None and args.limit < 10):
+        parser.error("--epochs and --batch-size must be positive and --limit at least 10")
+    return args
