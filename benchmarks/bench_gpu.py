@@ -2,28 +2,40 @@
 """gpudl's CUDA kernels on a real GPU: check each against NumPy, then time it beside PyTorch.
 
 Run by benchmarks/gpu_check.sh (or alone: ``python3 benchmarks/bench_gpu.py``). First every
-launcher is checked against a NumPy float64 reference at sizes that use real grids; a failure
-stops the run (exit 1) before any timing. Then each workload is timed with CUDA events (warm-up,
-batches of calls between two events so host launch gaps do not count, median of the batches),
-gpudl and PyTorch in the same process on the same data, never on zeros. A short table comes last.
-Exit 2 when there is no GPU.
+launcher is checked against a NumPy float64 reference at sizes that use real grids. Then each
+workload is timed with CUDA events (warm-up, batches of calls between two events so host launch
+gaps do not count, median of the batches), gpudl and PyTorch in the same process on the same
+data, never on zeros. A short table comes last. GPU time is scarce, so one failure loses only
+its own row: a failed check or workload is listed above the table and makes the exit status 1
+(the timings still print, marked). Exit 2 when there is no GPU.
+
+``--dry-run`` runs all of this script's Python on the CPU, under Numba's CUDA simulator
+(NUMBA_ENABLE_CUDASIM=1) at tiny sizes with NumPy arrays and PyTorch CPU, wall-clock timed: its
+times mean nothing, but a GPU run then meets no untried line.
 """
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import time
+import traceback
 import warnings
 
 import numpy as np
 
-RELU_N = 1 << 28
-MAXOUT_SHAPES = {"dense (65536, 4*1024)": (1 << 16, 1 << 12), "NCHW (256, 4*64, 64, 64)":
-                 (256, 256, 64, 64)}
-CE_ROWS, CE_CLASSES = 65536, 1000
-CONV = dict(N=128, C=32, F=64, H=26, W=26, k=3)
-POOL_SHAPE = (128, 64, 24, 24)
 NO_PADS = (0, 0, 0, 0)
+
+# the shapes run_timings uses: on the GPU the issue's workloads; "simulator", each shrunk
+TIMING_SIZES = {
+    "gpu": dict(relu=1 << 28, maxout={"dense": (1 << 16, 1 << 12), "NCHW": (256, 256, 64, 64)},
+                ce=(65536, 1000), conv=dict(N=128, C=32, F=64, H=26, W=26, k=3),
+                pool=(128, 64, 24, 24), lstm=dict(N=128, T=28, D=28, units=128), launch=1024),
+    "simulator": dict(relu=1000, maxout={"dense": (6, 16), "NCHW": (2, 8, 3, 3)},
+                      ce=(5, 40), conv=dict(N=2, C=3, F=4, H=6, W=6, k=3),
+                      pool=(2, 3, 4, 4), lstm=dict(N=2, T=3, D=4, units=5), launch=64),
+}
+
 
 # the shapes run_checks uses: on the GPU, sizes that use real grids (several blocks per
 # multiprocessor, rows longer than a block); "simulator", the same cases shrunk to what
@@ -215,56 +227,117 @@ def run_checks(cp, kernels, to_numpy, sizes="gpu"):
     return c
 
 
+
 # ----------------------------------------------------------------------------- timing
 
-def cupy_time(cp, fn, reps=15, inner=5, warmup=2):
-    """Median over ``reps`` batches of the GPU time per call (us), CuPy events."""
-    for _ in range(warmup):
-        fn()
-    cp.cuda.get_current_stream().synchronize()
-    times = []
-    for _ in range(reps):
-        start, end = cp.cuda.Event(), cp.cuda.Event()
-        start.record()
-        for _ in range(inner):
+class GpuClock:
+    """Times per call in us. ``ours``: CuPy events; ``peer``: PyTorch's CUDA events; both the
+    median over ``reps`` batches of ``inner`` calls after ``warmup`` calls. ``host``: host time
+    per call of a tiny launch (what a CUDA graph would remove)."""
+
+    reps, inner, warmup, host_calls = 15, 5, 2, 2000
+
+    def __init__(self, cp, torch):
+        self.cp, self.torch = cp, torch
+
+    def _batches(self, fn, sync, event_pair, reps):
+        for _ in range(self.warmup):
             fn()
-        end.record()
-        end.synchronize()
-        times.append(cp.cuda.get_elapsed_time(start, end) * 1e3 / inner)
-    return statistics.median(times)
+        sync()
+        times = []
+        for _ in range(reps or self.reps):
+            start, stop = event_pair()
+            for _ in range(self.inner):
+                fn()
+            times.append(stop() * 1e3 / self.inner)
+        return statistics.median(times)
 
+    def ours(self, fn, reps=None):
+        cp = self.cp
 
-def torch_time(torch, fn, reps=15, inner=5, warmup=2):
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        start = torch.cuda.Event(enable_timing=True)
-        end = torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(inner):
+        def events():
+            start, end = cp.cuda.Event(), cp.cuda.Event()
+            start.record()
+
+            def stop():
+                end.record()
+                end.synchronize()
+                return cp.cuda.get_elapsed_time(start, end)
+            return start, stop
+        return self._batches(fn, self.sync_ours, events, reps)
+
+    def peer(self, fn, reps=None):
+        torch = self.torch
+        if torch is None:
+            return None
+
+        def events():
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            start.record()
+
+            def stop():
+                end.record()
+                end.synchronize()
+                return start.elapsed_time(end)
+            return start, stop
+        return self._batches(fn, torch.cuda.synchronize, events, reps)
+
+    def sync_ours(self):
+        self.cp.cuda.get_current_stream().synchronize()
+
+    def sync_peer(self):
+        self.torch.cuda.synchronize()
+
+    def host(self, fn, sync, calls=None):
+        calls = calls or self.host_calls
+        for _ in range(20):
             fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) * 1e3 / inner)
-    return statistics.median(times)
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        t1 = time.perf_counter()
+        sync()
+        return (t1 - t0) / calls * 1e6
 
 
-def host_us_per_call(fn, sync, calls=2000):
-    for _ in range(20):
+class WallClock(GpuClock):
+    """GpuClock's interface on the CPU (perf_counter, a call or two): for ``--dry-run``."""
+
+    reps, inner, warmup, host_calls = 1, 1, 1, 2
+
+    def _wall(self, fn, reps):
         fn()
-    sync()
-    t0 = time.perf_counter()
-    for _ in range(calls):
+        t0 = time.perf_counter()
         fn()
-    t1 = time.perf_counter()
-    sync()
-    return (t1 - t0) / calls * 1e6
+        return (time.perf_counter() - t0) * 1e6
+
+    def ours(self, fn, reps=None):
+        return self._wall(fn, reps)
+
+    def peer(self, fn, reps=None):
+        return None if self.torch is None else self._wall(fn, reps)
+
+    def sync_ours(self):
+        pass
+
+    def sync_peer(self):
+        pass
+
+
+def normal(xp, shape, scale=1.0):
+    """Standard normal float32 data made where it is used (CuPy draws on the GPU)."""
+    if xp is np:
+        return (np.random.default_rng(0).standard_normal(shape) * scale).astype(np.float32)
+    out = xp.random.standard_normal(shape, dtype=xp.float32)
+    return out * xp.float32(scale) if scale != 1.0 else out
 
 
 def set_cupy_tf32(cp, on):
     """Switch CuPy's float32 matmul between TF32 and plain FP32; False when CuPy cannot."""
+    if cp is np:
+        return False
     try:
         from cupy._core import _routines_linalg as rl
         rl.set_compute_type(cp.float32, rl.COMPUTE_TYPE_TF32 if on else rl.COMPUTE_TYPE_DEFAULT)
@@ -282,233 +355,269 @@ def set_torch_tf32(torch, on):
 
 
 def free(cp, torch):
-    cp.get_default_memory_pool().free_all_blocks()
-    if torch is not None:
+    if cp is not np:
+        cp.get_default_memory_pool().free_all_blocks()
+    if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()
 
 
-def run_timings(cp, kernels, torch):
-    activation, maxout, softmax_ce, conv, pooling = kernels
-    F = None if torch is None else torch.nn.functional
-    rows = []   # (workload, gpudl us, peer name, peer us, extra)
+def _gbps(nbytes, us):
+    return f"{nbytes / us / 1e3:.0f} GB/s"
 
-    def peer(fn):
-        return None if torch is None else torch_time(torch, fn)
 
-    def T(a):
-        return torch.from_dlpack(a)
+# each workload: (cp, kernels, torch, clock, size) -> [(workload, gpudl us, peer, peer us, notes)]
 
-    print("timing (median of batches, CUDA events) ...")
-    # ReLU forward, 2^28 floats: GB/s counts one read and one write
-    x = cp.random.standard_normal(RELU_N, dtype=cp.float32)
-    nbytes = 2 * x.nbytes
-    ours = cupy_time(cp, lambda: activation.relu_forward(x))
-    theirs = copy_us = None
+def relu_rows(cp, kernels, torch, clock, n):
+    activation = kernels[0]
+    T = torch.from_dlpack if torch is not None else None
+    x, gy = normal(cp, n), normal(cp, n)
+    nbytes = 2 * x.nbytes  # one read, one write
+    ours = clock.ours(lambda: activation.relu_forward(x))
+    theirs = note = None
     if torch is not None:
         xt = T(x)
         dst = torch.empty_like(xt)
-        theirs = peer(lambda: torch.relu(xt))
-        copy_us = peer(lambda: dst.copy_(xt))
-        del xt, dst
-    rows.append(("relu fwd 2^28 f32", ours, "torch.relu", theirs,
-                 f"{nbytes / ours / 1e3:.0f} GB/s"
-                 + ("" if theirs is None else f" vs {nbytes / theirs / 1e3:.0f};"
-                    f" d2d copy {nbytes / copy_us / 1e3:.0f} GB/s"
-                    f" ({100 * copy_us / ours:.0f}% of copy)")))
-    gy = cp.random.standard_normal(RELU_N, dtype=cp.float32)
+        theirs = clock.peer(lambda: torch.relu(xt))
+        copy_us = clock.peer(lambda: dst.copy_(xt))
+        note = (f" vs {_gbps(nbytes, theirs)}; d2d copy {_gbps(nbytes, copy_us)}"
+                f" ({100 * copy_us / ours:.0f}% of copy)")
+    rows = [(f"relu fwd {n:,} f32", ours, "torch.relu", theirs, _gbps(nbytes, ours) + (note or ""))]
     y = activation.relu_forward(x)
-    ours = cupy_time(cp, lambda: activation.relu_backward(y, gy))
+    ours = clock.ours(lambda: activation.relu_backward(y, gy))
     theirs = None
     if torch is not None:
         yt, gyt = T(y), T(gy)
-        theirs = peer(lambda: torch.where(yt > 0, gyt, 0.0))
-        del yt, gyt
-    rows.append(("relu bwd 2^28 f32", ours, "torch.where", theirs,
-                 f"{3 * x.nbytes / ours / 1e3:.0f} GB/s"))
-    del x, y, gy
-    free(cp, torch)
+        theirs = clock.peer(lambda: torch.where(yt > 0, gyt, 0.0))
+    rows.append((f"relu bwd {n:,} f32", ours, "torch.where", theirs, _gbps(3 * x.nbytes, ours)))
+    return rows
 
-    # maxout k=4 forward over 2^28 input floats; GB/s counts x and y
-    for label, shape in MAXOUT_SHAPES.items():
-        xm = cp.random.standard_normal(shape, dtype=cp.float32)
-        nb = xm.nbytes * 5 // 4
-        ours = cupy_time(cp, lambda: maxout.maxout_forward(xm, 4))
-        theirs = None
+
+def maxout_rows(cp, kernels, torch, clock, shapes):
+    maxout = kernels[1]
+    rows = []
+    for label, shape in shapes.items():
+        xm = normal(cp, shape)
+        nb = xm.nbytes * 5 // 4  # x read, y (a quarter of it) written
+        ours = clock.ours(lambda: maxout.maxout_forward(xm, 4))
+        theirs = xt = None
         if torch is not None:
-            xt = T(xm)
+            xt = torch.from_dlpack(xm)
             gshape = (shape[0], shape[1] // 4, 4) + tuple(shape[2:])
-            theirs = peer(lambda: xt.view(gshape).max(dim=2))
-            del xt
-        rows.append((f"maxout k=4 fwd {label}", ours, "view().max(2)", theirs,
-                     f"{nb / ours / 1e3:.0f} GB/s"
-                     + ("" if theirs is None else f" vs {nb / theirs / 1e3:.0f}")))
-        del xm
+            theirs = clock.peer(lambda: xt.view(gshape).max(dim=2))
+        rows.append((f"maxout k=4 fwd {label} {shape}", ours, "view().max(2)", theirs,
+                     _gbps(nb, ours) + ("" if theirs is None else f" vs {_gbps(nb, theirs)}")))
+        xm = xt = None  # let the pool take this shape's memory back
         free(cp, torch)
+    return rows
 
-    # softmax cross-entropy forward + backward
-    logits = cp.random.standard_normal((CE_ROWS, CE_CLASSES), dtype=cp.float32) * 3
-    labels = cp.random.randint(0, CE_CLASSES, CE_ROWS).astype(cp.int64)
-    ours = cupy_time(cp, lambda: softmax_ce.softmax_cross_entropy(logits, labels))
+
+def softmax_ce_rows(cp, kernels, torch, clock, size):
+    softmax_ce = kernels[2]
+    n, c = size
+    logits = normal(cp, (n, c), scale=3.0)
+    labels = cp.asarray(np.random.default_rng(1).integers(0, c, n).astype(np.int64))
+    ours = clock.ours(lambda: softmax_ce.softmax_cross_entropy(logits, labels))
     theirs = None
     if torch is not None:
-        lt = T(logits).detach().clone().requires_grad_(True)
-        labt = T(labels)
+        lt = torch.from_dlpack(logits).detach().clone().requires_grad_(True)
+        labt = torch.from_dlpack(labels)
 
         def torch_ce():
-            loss = F.cross_entropy(lt, labt)
+            loss = torch.nn.functional.cross_entropy(lt, labt)
             return torch.autograd.grad(loss, lt)
-        theirs = peer(torch_ce)
-        del lt, labt
-    rows.append((f"softmax-CE fwd+bwd {CE_ROWS}x{CE_CLASSES}", ours, "F.cross_entropy", theirs,
-                 f"{2 * logits.nbytes / ours / 1e3:.0f} GB/s (read + grad write)"))
-    del logits, labels
-    free(cp, torch)
+        theirs = clock.peer(torch_ce)
+    return [(f"softmax-CE fwd+bwd {n}x{c}", ours, "F.cross_entropy", theirs,
+             f"{_gbps(2 * logits.nbytes, ours)} (read + grad write)")]
 
-    # conv fwd + bwd, as the second conv of Keras' mnist_cnn
-    p = CONV
-    xc = cp.random.standard_normal((p["N"], p["C"], p["H"], p["W"]), dtype=cp.float32)
-    Wc = cp.random.standard_normal((p["F"], p["C"], p["k"], p["k"]), dtype=cp.float32) * 0.05
-    bc = cp.random.standard_normal(p["F"], dtype=cp.float32)
-    Ho = p["H"] - p["k"] + 1
-    gyc = cp.random.standard_normal((p["N"], p["F"], Ho, Ho), dtype=cp.float32)
+
+def conv_rows(cp, kernels, torch, clock, p):
+    conv = kernels[3]
+    xc = normal(cp, (p["N"], p["C"], p["H"], p["W"]))
+    Wc = normal(cp, (p["F"], p["C"], p["k"], p["k"]), scale=0.05)
+    bc = normal(cp, p["F"])
+    ho, wo = p["H"] - p["k"] + 1, p["W"] - p["k"] + 1
+    gyc = normal(cp, (p["N"], p["F"], ho, wo))
 
     def ours_conv():
         conv.conv2d_forward(xc, Wc, bc, 1, NO_PADS)
         conv.conv2d_backward(xc, Wc, gyc, 1, NO_PADS)
 
     if torch is not None:
-        xt = T(xc).detach().clone().requires_grad_(True)
-        Wt = T(Wc).detach().clone().requires_grad_(True)
-        bt = T(bc).detach().clone().requires_grad_(True)
-        gyt = T(gyc)
+        F = torch.nn.functional
+        xt, Wt, bt = (torch.from_dlpack(a).detach().clone().requires_grad_(True) for a in (xc, Wc, bc))
+        gyt = torch.from_dlpack(gyc)
 
         def torch_conv():
-            yt = F.conv2d(xt, Wt, bt)
-            return torch.autograd.grad(yt, (xt, Wt, bt), gyt)
+            return torch.autograd.grad(F.conv2d(xt, Wt, bt), (xt, Wt, bt), gyt)
+    rows = []
     for tf32 in (False, True):
         switched = set_cupy_tf32(cp, tf32)
-        ours = cupy_time(cp, ours_conv)
+        ours = clock.ours(ours_conv)
         theirs = None
         if torch is not None:
             set_torch_tf32(torch, tf32)
-            theirs = peer(torch_conv)
-        mode = "TF32" if tf32 else "FP32"
-        rows.append((f"conv fwd+bwd 128x32->64 26x26 3x3 {mode}", ours, "cuDNN", theirs,
+            theirs = clock.peer(torch_conv)
+        rows.append((f"conv fwd+bwd {p['N']}x{p['C']}->{p['F']} {p['H']}x{p['W']} {p['k']}x{p['k']} "
+                     f"{'TF32' if tf32 else 'FP32'}", ours, "cuDNN", theirs,
                      "" if switched else "CuPy TF32 switch unavailable"))
     set_cupy_tf32(cp, False)
     if torch is not None:
         set_torch_tf32(torch, True)  # torch's default for cuDNN convolutions
-    free(cp, torch)
+    return rows
 
-    # max pool 2x2 fwd + bwd
-    xpool = cp.random.standard_normal(POOL_SHAPE, dtype=cp.float32)
-    gpool = cp.random.standard_normal(POOL_SHAPE[:2] + (POOL_SHAPE[2] // 2, POOL_SHAPE[3] // 2),
-                                      dtype=cp.float32)
+
+def pool_rows(cp, kernels, torch, clock, shape):
+    pooling = kernels[4]
+    xpool = normal(cp, shape)
+    gpool = normal(cp, shape[:2] + (shape[2] // 2, shape[3] // 2))
 
     def ours_pool():
         _, idx = pooling.max_pool2d_forward(xpool, 2, 2, NO_PADS)
-        pooling.max_pool2d_backward(gpool, idx, POOL_SHAPE, 2, 2, NO_PADS)
-    ours = cupy_time(cp, ours_pool)
+        pooling.max_pool2d_backward(gpool, idx, shape, 2, 2, NO_PADS)
+    ours = clock.ours(ours_pool)
     theirs = None
     if torch is not None:
-        xpt = T(xpool).detach().clone().requires_grad_(True)
-        gpt = T(gpool)
+        xpt = torch.from_dlpack(xpool).detach().clone().requires_grad_(True)
+        gpt = torch.from_dlpack(gpool)
 
         def torch_pool():
-            return torch.autograd.grad(F.max_pool2d(xpt, 2), xpt, gpt)
-        theirs = peer(torch_pool)
-    rows.append(("maxpool 2x2 fwd+bwd 128x64x24x24", ours, "F.max_pool2d", theirs, ""))
-    free(cp, torch)
+            return torch.autograd.grad(torch.nn.functional.max_pool2d(xpt, 2), xpt, gpt)
+        theirs = clock.peer(torch_pool)
+    return [(f"maxpool 2x2 fwd+bwd {shape}", ours, "F.max_pool2d", theirs, "")]
 
-    # the row reader's LSTM(128): 28 steps of 28 features, batch 128, forward + backward
-    # (gpudl: cuBLAS matmuls + one step kernel each way per step; PyTorch: cuDNN), FP32
+
+def lstm_rows(cp, kernels, torch, clock, p):
+    """The row reader's LSTM, forward + backward (gpudl: cuBLAS matmuls + one step kernel each
+    way per step; PyTorch: cuDNN), FP32."""
     import gpudl
     from gpudl import layers as gl
     set_cupy_tf32(cp, False)
-    lstm = gl.LSTM(128)
-    xs = gpudl.Tensor(cp.random.random((128, 28, 28), dtype=cp.float32))
+    lstm = gl.LSTM(p["units"])
+    xs = gpudl.Tensor(cp.abs(normal(cp, (p["N"], p["T"], p["D"]), scale=0.5)))
     lstm(xs)
 
     def ours_lstm():
-        for p in lstm.params():
-            p.grad = None
+        for w in lstm.params():
+            w.grad = None
         lstm(xs).sum().backward()
-    ours = cupy_time(cp, ours_lstm, reps=7)
+    ours = clock.ours(ours_lstm, reps=7)
     theirs = None
     if torch is not None:
         set_torch_tf32(torch, False)
-        t_lstm = torch.nn.LSTM(28, 128, batch_first=True).cuda()
-        xt = T(xs.data)
+        xt = torch.from_dlpack(xs.data)
+        t_lstm = torch.nn.LSTM(p["D"], p["units"], batch_first=True).to(xt.device)
 
         def torch_lstm():
             t_lstm.zero_grad(set_to_none=True)
             t_lstm(xt)[0][:, -1].sum().backward()
-        theirs = torch_time(torch, torch_lstm, reps=7)
-    rows.append(("LSTM(128) fwd+bwd 28 steps, batch 128", ours, "cuDNN LSTM", theirs, "FP32"))
-    free(cp, torch)
+        theirs = clock.peer(torch_lstm, reps=7)
+        set_torch_tf32(torch, True)
+    return [(f"LSTM({p['units']}) fwd+bwd {p['T']} steps, batch {p['N']}", ours, "cuDNN LSTM", theirs, "FP32")]
 
-    # host cost of one launch on a tiny array (what a CUDA graph would remove)
-    small = cp.random.standard_normal(1024, dtype=cp.float32)
-    sync = cp.cuda.get_current_stream().synchronize
-    ours = host_us_per_call(lambda: activation.relu_forward(small), sync)
+
+def launch_rows(cp, kernels, torch, clock, n):
+    activation = kernels[0]
+    small = normal(cp, n)
+    ours = clock.host(lambda: activation.relu_forward(small), clock.sync_ours)
     theirs = None
     if torch is not None:
-        st = T(small)
-        theirs = host_us_per_call(lambda: torch.relu(st), torch.cuda.synchronize)
-    rows.append(("relu launch, 1024 floats (host us/call)", ours, "torch.relu", theirs, ""))
-    return rows
+        st = torch.from_dlpack(small)
+        theirs = clock.host(lambda: torch.relu(st), clock.sync_peer)
+    return [(f"relu launch, {n} floats (host us/call)", ours, "torch.relu", theirs, "")]
 
 
-def print_table(device, rows):
+WORKLOADS = (("relu", relu_rows), ("maxout", maxout_rows), ("ce", softmax_ce_rows), ("conv", conv_rows),
+             ("pool", pool_rows), ("lstm", lstm_rows), ("launch", launch_rows))
+
+
+def run_timings(cp, kernels, torch, clock, sizes="gpu"):
+    """Every workload's rows; one that raises is reported and becomes an error row, so the
+    others still run. Returns (rows, errors)."""
+    size = TIMING_SIZES[sizes]
+    rows, errors = [], []
+    print("timing (median of batches, CUDA events) ...")
+    for key, workload in WORKLOADS:
+        try:
+            rows += workload(cp, kernels, torch, clock, size[key])
+        except Exception as exc:
+            traceback.print_exc()
+            errors.append(f"{workload.__name__}: {type(exc).__name__}: {exc}")
+            rows.append((f"{key}: FAILED", None, "-", None, f"{type(exc).__name__}: {exc}"[:60]))
+        free(cp, torch)
+    return rows, errors
+
+
+def print_table(device, rows, failed=()):
     print()
+    if failed:
+        print(f"{len(failed)} CHECK(S) OR WORKLOAD(S) FAILED (listed above): read these figures with care")
     print(f"gpudl kernels vs PyTorch on {device} (float32; us per call, median; "
           "speedup = peer time / gpudl time)")
-    head = (f"{'workload':44s} {'gpudl us':>10s} {'peer':>16s} {'peer us':>10s} "
+    head = (f"{'workload':50s} {'gpudl us':>10s} {'peer':>16s} {'peer us':>10s} "
             f"{'speedup':>8s}  notes")
     print(head)
     print("-" * len(head))
     for name, ours, peer_name, theirs, note in rows:
+        ours_us = "-" if ours is None else f"{ours:10.1f}"
         peer_us = "-" if theirs is None else f"{theirs:10.1f}"
-        speed = "-" if theirs is None else f"{theirs / ours:7.2f}x"
-        print(f"{name:44s} {ours:10.1f} {peer_name:>16s} {peer_us:>10s} {speed:>8s}  {note}")
+        speed = "-" if theirs is None or ours is None else f"{theirs / ours:7.2f}x"
+        print(f"{name:50s} {ours_us:>10s} {peer_name:>16s} {peer_us:>10s} {speed:>8s}  {note}")
 
 
-def main() -> int:
-    from gpudl import backend
-    from gpudl.errors import BackendUnavailableError
-    try:
-        backend.set_backend("cupy")
-    except BackendUnavailableError as exc:
-        print(f"bench_gpu: no GPU to run on: {exc}", file=sys.stderr)
-        return 2
-    cp = backend.get_xp()
-    from gpudl.kernels import activation, conv, maxout, pooling, softmax_ce
-    kernels = (activation, maxout, softmax_ce, conv, pooling)
+def _torch(dry_run):
     try:
         import torch
-        if not torch.cuda.is_available():
+        if not dry_run and not torch.cuda.is_available():
             raise RuntimeError("torch sees no CUDA device")
+        return torch
     except Exception as exc:
         print(f"note: PyTorch unavailable ({exc}); timing gpudl alone")
-        torch = None
-    props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
-    device = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+        return None
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dry-run", action="store_true",
+                   help="run every line on the CPU under NUMBA_ENABLE_CUDASIM=1, tiny sizes, times meaningless")
+    args = p.parse_args(argv)
+    from gpudl import backend
+    from gpudl.errors import BackendUnavailableError
+    from gpudl.kernels import _launch
+    if args.dry_run:
+        if not _launch.simulated():
+            print("bench_gpu: --dry-run needs NUMBA_ENABLE_CUDASIM=1 (the kernels run in the simulator)",
+                  file=sys.stderr)
+            return 2
+        backend.set_backend("numpy")
+        cp, device, sizes = np, "the CPU (dry run under the CUDA simulator: times mean nothing)", "simulator"
+    else:
+        try:
+            backend.set_backend("cupy")
+        except BackendUnavailableError as exc:
+            print(f"bench_gpu: no GPU to run on: {exc}", file=sys.stderr)
+            return 2
+        cp, sizes = backend.get_xp(), "gpu"
+        props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
+        device = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+    from gpudl.kernels import activation, conv, maxout, pooling, softmax_ce
+    kernels = (activation, maxout, softmax_ce, conv, pooling)
+    torch = _torch(args.dry_run)
     import numba
-    print(f"device {device}; numpy {np.__version__}, numba {numba.__version__}, cupy "
-          f"{cp.__version__}, torch {None if torch is None else torch.__version__}")
+    print(f"device {device}; numpy {np.__version__}, numba {numba.__version__}, "
+          f"cupy {getattr(cp, '__version__', '-') if cp is not np else '-'}, "
+          f"torch {None if torch is None else torch.__version__}")
 
     t0 = time.perf_counter()
-    checks = run_checks(cp, kernels, backend.to_numpy)
-    print(f"{checks.count} checks in {time.perf_counter() - t0:.1f} s, "
-          f"{len(checks.failed)} failed")
-    if checks.failed:
-        print("bench_gpu: kernel checks failed, no timing:\n  " + "\n  ".join(checks.failed),
-              file=sys.stderr)
-        return 1
+    checks = run_checks(cp, kernels, backend.to_numpy, sizes=sizes)
+    print(f"{checks.count} checks in {time.perf_counter() - t0:.1f} s, {len(checks.failed)} failed")
     free(cp, torch)
-    rows = run_timings(cp, kernels, torch)
-    print_table(device, rows)
-    return 0
+    clock = (WallClock if args.dry_run else GpuClock)(cp, torch)
+    rows, errors = run_timings(cp, kernels, torch, clock, sizes=sizes)
+    failed = checks.failed + errors
+    if failed:
+        print("bench_gpu: failed:\n  " + "\n  ".join(failed), file=sys.stderr)
+    print_table(device, rows, failed)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

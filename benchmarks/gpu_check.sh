@@ -8,7 +8,8 @@
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
 #     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
 #     -d .whl numpy==2.4.6
-# Logs go to $OUT when it is set.
+# Logs go to $OUT when it is set. make test already ran every line of bench_gpu.py on the CPU
+# (NUMBA_ENABLE_CUDASIM=1 python benchmarks/bench_gpu.py --dry-run), so only CuPy is new here.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 

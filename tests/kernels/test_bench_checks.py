@@ -1,6 +1,6 @@
-"""benchmarks/bench_gpu.py's answer checks, run here under the simulator on NumPy arrays at
-shrunken sizes: the GPU run then meets no new Python, only CuPy, and a wrong reference in the
-bench cannot stop a GPU run before its timings."""
+"""benchmarks/bench_gpu.py, run here as a dry run: its answer checks and every timed workload
+under the simulator on NumPy arrays at shrunken sizes (and PyTorch CPU when installed), so the
+scarce GPU run meets no untried line, only CuPy, and a wrong reference cannot spoil it."""
 import importlib.util
 from pathlib import Path
 
@@ -26,15 +26,44 @@ def bench():
     return module
 
 
-@pytest.mark.skipif(not SIMULATED, reason="the simulator run of the checks (on a GPU, bench_gpu.py runs them)")
-def test_every_bench_check_passes_under_the_simulator(bench, capsys):
-    checks = bench.run_checks(np, KERNELS, backend.to_numpy, sizes="simulator")
-    assert checks.failed == []
+@pytest.mark.skipif(not SIMULATED, reason="the dry run is the simulator's (on a GPU, bench_gpu.py runs for real)")
+def test_dry_run_runs_every_check_and_workload(bench, capsys):
+    assert bench.main(["--dry-run"]) == 0
+    out = capsys.readouterr().out
     # 2 dtypes x (5 elementwise + 3 maxout shapes x 3 + 3 softmax shapes x 2 kinds x 3 + NaN flag
     # + 3 conv shapes x 4 + 3 pool shapes x 3)
-    assert checks.count == 2 * (5 + 9 + 18 + 1 + 12 + 9)
-    out = capsys.readouterr().out
+    assert f"{2 * (5 + 9 + 18 + 1 + 12 + 9)} checks in" in out and ", 0 failed" in out
     assert "FAIL" not in out and "ok   conv2d_backward gW (2, 3, 7, 6) float32" in out
+    table = out[out.index("gpudl kernels vs PyTorch on the CPU (dry run"):].splitlines()[3:]
+    names = [line[:50].strip() for line in table]
+    assert names == ["relu fwd 1,000 f32", "relu bwd 1,000 f32", "maxout k=4 fwd dense (6, 16)",
+                     "maxout k=4 fwd NCHW (2, 8, 3, 3)", "softmax-CE fwd+bwd 5x40",
+                     "conv fwd+bwd 2x3->4 6x6 3x3 FP32", "conv fwd+bwd 2x3->4 6x6 3x3 TF32",
+                     "maxpool 2x2 fwd+bwd (2, 3, 4, 4)", "LSTM(5) fwd+bwd 3 steps, batch 2",
+                     "relu launch, 64 floats (host us/call)"]
+    assert all(float(line[50:61]) > 0 for line in table), "every workload has a time"
+
+
+@pytest.mark.skipif(not SIMULATED, reason="runs the workloads in the simulator")
+def test_a_failing_workload_loses_only_its_row(bench, monkeypatch, capsys):
+    def broken(*args):
+        raise RuntimeError("no such kernel")
+    monkeypatch.setattr(bench, "WORKLOADS", (("relu", bench.relu_rows), ("ce", broken), ("pool", bench.pool_rows)))
+    rows, errors = bench.run_timings(np, KERNELS, None, bench.WallClock(np, None), sizes="simulator")
+    assert errors == ["broken: RuntimeError: no such kernel"]
+    assert [r[0] for r in rows] == ["relu fwd 1,000 f32", "relu bwd 1,000 f32", "ce: FAILED",
+                                    "maxpool 2x2 fwd+bwd (2, 3, 4, 4)"]
+    bench.print_table("here", rows, errors)
+    out = capsys.readouterr().out
+    assert "1 CHECK(S) OR WORKLOAD(S) FAILED" in out
+    assert "ce: FAILED" in out and "RuntimeError: no such kernel" in out
+
+
+def test_dry_run_needs_the_simulator(bench, monkeypatch, capsys):
+    from gpudl.kernels import _launch
+    monkeypatch.setattr(_launch, "simulated", lambda: False)
+    assert bench.main(["--dry-run"]) == 2
+    assert "--dry-run needs NUMBA_ENABLE_CUDASIM=1" in capsys.readouterr().err
 
 
 def test_bench_check_sizes_cover_the_same_cases(bench):
