@@ -15,15 +15,16 @@ from . import functional as F
 from .autograd import Tensor
 
 
-def _time(fn, repeats, warmup=2):
+def _time(fn, repeats, sync=backend.synchronize, warmup=2):
+    """Median wall time of ``fn``, each call waited for with ``sync`` (the GPU queues work)."""
     for _ in range(warmup):
         fn()
-    backend.synchronize()
+    sync()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
-        backend.synchronize()
+        sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -181,9 +182,8 @@ def run(quick: bool = False) -> int:
         g, tf, check = setup(torch, dev)
         ok = "-" if check is None else ("yes" if check() else "NO")
         tg = _time(g, repeats)
-        tt = _time(tf, repeats) if tf is not None else None
-        if tt is not None and on_gpu:
-            torch.cuda.synchronize()
+        # PyTorch queues its CUDA work on its own stream: wait for that one, not CuPy's
+        tt = None if tf is None else _time(tf, repeats, torch.cuda.synchronize if on_gpu else lambda: None)
         rows.append((name, shape, ok, tg, tt))
     peer = f"PyTorch {torch.__version__} ({dev})" if torch is not None else "PyTorch: not installed"
     print(f"\ngpudl bench, backend {backend.describe()}; peer: {peer}; median of {repeats}")
