@@ -84,13 +84,17 @@ def _rnn_rows(torch, cell="lstm", rows=28, cols=28, units=128, classes=10):
 
 class TorchTrainer:
     """Trains a twin the way gpudl's ``fit`` trains its model: Adam (Keras' epsilon 1e-7),
-    a fresh shuffle each epoch, the last batch smaller. The data moves to ``device`` once."""
+    a fresh shuffle each epoch, the last batch smaller, cross-entropy on integer labels
+    ``y`` (N,). The data moves to ``device`` once."""
 
     def __init__(self, model, x, y, batch_size, learning_rate=1e-3, device=None, seed=0):
         torch = self.torch = import_torch()
         self.device = device or torch_device()
         if len(x) != len(y):
             raise ValueError(f"TorchTrainer: x and y must have the same number of samples, got {len(x)} and {len(y)}")
+        if getattr(y, "ndim", None) != 1 or y.dtype.kind not in "iu":
+            raise ValueError("TorchTrainer: y must be integer class labels of shape (N,), got "
+                             f"{getattr(y, 'dtype', type(y).__name__)} of shape {getattr(y, 'shape', None)}")
         self.model = model.to(self.device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=learning_rate, eps=1e-7)
         self.x, self.y = self._tensor(x), self._tensor(y).long()

@@ -133,9 +133,11 @@ def test_torch_trainer_learns_and_scores(torch):
 
 
 def test_torch_trainer_rejects_mismatched_data(torch):
+    twin, x = peers.torch_twin("hello_mlp", input_dim=4), np.zeros((10, 4), np.float32)
     with pytest.raises(ValueError, match="same number of samples, got 10 and 9"):
-        peers.TorchTrainer(peers.torch_twin("hello_mlp", input_dim=4), np.zeros((10, 4), np.float32),
-                           np.zeros(9, np.int64), batch_size=4)
+        peers.TorchTrainer(twin, x, np.zeros(9, np.int64), batch_size=4)
+    with pytest.raises(ValueError, match=r"integer class labels of shape \(N,\), got float32 of shape \(10, 10\)"):
+        peers.TorchTrainer(twin, x, np.eye(10, dtype=np.float32), batch_size=4)
 
 
 def test_fit_beside_with_a_twin_reports_both(torch, capsys):
