@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One run on a GPU machine answers everything about gpudl's CUDA kernels: the gpu-marked tests
 # on CuPy arrays, then benchmarks/bench_gpu.py (checks against NumPy, timings beside PyTorch),
-# then the mnist_cnn summary. About 5 minutes on an H100.
+# then the mnist_cnn summary. About 5 minutes on an H100; the steps' timeouts (150 + 240 + 200 s)
+# keep even the worst case under a 10-minute call.
 #
 # Needs, in the checkout, the numpy 2.4 wheel in .whl/ (git-ignored; carry it to the machine):
 # numba 0.68's CUDA target fails under numpy 2.5. Fetch it where a registry is reachable with
@@ -63,7 +64,7 @@ echo "gpu_check: tests exit $tests_rc after $(( $(date +%s) - start )) s"
 cnn_rc=0
 if [ -f .gpu/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     echo "gpu_check: mnist_cnn, 12 epochs of Fashion-MNIST on CuPy and in PyTorch (log: $LOG_DIR/gpu_cnn.log)"
-    timeout 300 $PY examples/mnist_cnn.py --backend cupy --torch --epochs 12 --batch-size 128 \
+    timeout 240 $PY examples/mnist_cnn.py --backend cupy --torch --epochs 12 --batch-size 128 \
         --data-dir .gpu/fashion-mnist > "$LOG_DIR/gpu_cnn.log" 2>&1
     cnn_rc=$?
     tail -4 "$LOG_DIR/gpu_cnn.log"
