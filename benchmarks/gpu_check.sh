@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One run on a GPU machine answers everything about gpudl's CUDA kernels: the gpu-marked tests
 # on CuPy arrays, then benchmarks/bench_gpu.py (checks against NumPy, timings beside PyTorch),
-# then the mnist_cnn summary. About 5 minutes on an H100; the steps' timeouts (150 + 240 + 200 s)
+# then the mnist_cnn summary. About 5 minutes on an H100; the steps' timeouts (150 + 240 + 180 s, plus the installs)
 # keep even the worst case under a 10-minute call.
 #
 # Needs, in the checkout, the numpy 2.4 wheel in .whl/ (git-ignored; carry it to the machine):
@@ -74,7 +74,7 @@ fi
 
 # the bench prints its table last, so it ends this script's output too
 echo "gpu_check: benchmarks/bench_gpu.py (log: $LOG_DIR/gpu_bench.log)"
-timeout 200 $PY benchmarks/bench_gpu.py 2>&1 | tee "$LOG_DIR/gpu_bench.log"
+timeout 180 $PY benchmarks/bench_gpu.py 2>&1 | tee "$LOG_DIR/gpu_bench.log"
 bench_rc=${PIPESTATUS[0]}
 if [ -f "$LOG_DIR/gpu_cnn.log" ]; then
     echo
