@@ -169,27 +169,15 @@ def mnist_epoch_rows(np, samples, chunk_batches=8, batch_size=128):
     same machine load; the ratio is the total time's, with the median chunk ratio beside it."""
     import statistics
 
-    import torch
+    from gpudl import peers
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, size=(samples, 1, 28, 28)).astype(np.float32)  # timing only: data is irrelevant
     y = rng.integers(0, 10, size=samples)
-    from gpudl import peers
     model = gpudl_mnist_cnn()
-    tmodel = peers.torch_twin("mnist_cnn")
-    topt = torch.optim.Adam(tmodel.parameters(), lr=1e-3, eps=1e-7)
-    tx, ty = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
-
-    def torch_batches(lo, hi):
-        tmodel.train()
-        order = torch.randperm(hi - lo) + lo
-        for s in range(0, hi - lo, batch_size):
-            idx = order[s:s + batch_size]
-            topt.zero_grad(set_to_none=True)
-            torch.nn.functional.cross_entropy(tmodel(tx[idx]), ty[idx]).backward()
-            topt.step()
+    trainer = peers.TorchTrainer(peers.torch_twin("mnist_cnn"), x, y, batch_size, device="cpu")
 
     model.fit(x[:batch_size], y[:batch_size], batch_size=batch_size, epochs=1, verbose=0)  # warm-up
-    torch_batches(0, batch_size)
+    trainer.epoch(0, batch_size)
     ours, theirs = [], []
     step = chunk_batches * batch_size
     for lo in range(0, samples, step):
@@ -197,9 +185,7 @@ def mnist_epoch_rows(np, samples, chunk_batches=8, batch_size=128):
         t0 = time.perf_counter()
         model.fit(x[lo:hi], y[lo:hi], batch_size=batch_size, epochs=1, verbose=0)
         ours.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        torch_batches(lo, hi)
-        theirs.append(time.perf_counter() - t0)
+        theirs.append(trainer.epoch(lo, hi))
     return [{"workload": "mnist_cnn epoch", "shape": f"{samples} samples, batch {batch_size}",
              "gpudl_ms": 1e3 * sum(ours), "torch_ms": 1e3 * sum(theirs), "ratio": sum(ours) / sum(theirs),
              "median_chunk_ratio": statistics.median(a / b for a, b in zip(ours, theirs))}]

@@ -82,6 +82,10 @@ def _rnn_rows(torch, cell="lstm", rows=28, cols=28, units=128, classes=10):
     return RowReader()
 
 
+def _say(line):
+    print(line, flush=True)
+
+
 class TorchTrainer:
     """Trains a twin the way gpudl's ``fit`` trains its model: Adam (Keras' epsilon 1e-7),
     a fresh shuffle each epoch, the last batch smaller, cross-entropy on integer labels
@@ -108,13 +112,15 @@ class TorchTrainer:
         if self.device.startswith("cuda"):
             self.torch.cuda.synchronize()
 
-    def epoch(self) -> float:
-        """One training epoch; its wall time in seconds, the device synchronised."""
+    def epoch(self, lo=0, hi=None) -> float:
+        """One training epoch (or, with ``lo``/``hi``, one pass over samples [lo, hi), shuffled);
+        its wall time in seconds, the device synchronised."""
         torch, F = self.torch, self.torch.nn.functional
+        hi = len(self.x) if hi is None else hi
         self._sync()
         t0 = time.perf_counter()
         self.model.train()
-        order = torch.randperm(len(self.x), generator=self.gen).to(self.device)
+        order = (torch.randperm(hi - lo, generator=self.gen) + lo).to(self.device)
         for s in range(0, len(order), self.batch_size):
             idx = order[s:s + self.batch_size]
             self.opt.zero_grad(set_to_none=True)
@@ -142,7 +148,7 @@ class EpochTimer(Callback):
 
     def __init__(self, peer=None, out=None):
         self.peer = peer
-        self.out = out or (lambda line: print(line, flush=True))
+        self.out = out or _say
         self.times, self.peer_times = [], []
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -178,7 +184,7 @@ def fit_beside(model, data, twin=None, *, epochs, batch_size, learning_rate=1e-3
 
     On the CuPy backend the training data moves to the GPU once, as the twin's does.
     Returns the test scores with the EpochTimer's summary (and ``torch_accuracy``)."""
-    say = out or (lambda line: print(line, flush=True))
+    say = out or _say
     x_train, y_train, x_test, y_test = data
     peer = None
     if twin is not None:

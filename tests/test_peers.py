@@ -177,3 +177,13 @@ def test_cnn_example_checks_its_arguments(capsys):
         _example().parse_args(["--limit", "3"])
     assert exc.value.code == 2
     assert "--limit at least 10" in capsys.readouterr().err
+
+
+def test_torch_trainer_trains_a_range_of_samples(torch):
+    xtr, ytr, _, _ = _digits()
+    trainer = peers.TorchTrainer(peers.torch_twin("hello_mlp", input_dim=64, hidden=8), xtr, ytr, batch_size=32)
+    trainer.epoch(100, 170)  # 70 samples: batches of 32, 32 and 6
+    steps = {int(st["step"]) for st in trainer.opt.state.values()}
+    assert steps == {3}
+    trainer.epoch()          # the whole 600: 19 more batches
+    assert {int(st["step"]) for st in trainer.opt.state.values()} == {22}
