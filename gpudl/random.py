@@ -52,3 +52,12 @@ def normal(mean, std, shape, dtype=np.float32) -> np.ndarray:
 def mask_seed() -> int:
     """A 63-bit seed drawn from the shared generator (for device-side generators)."""
     return int(_rng.integers(0, 2**63 - 1))
+
+
+def mask_key() -> int:
+    """A 64-bit key for a counter-based mask (dropout's), drawn from the shared generator.
+
+    One small host draw per call and no device state: the mask is a pure function of this
+    key and each element's index, so a checkpoint's generator state is all that resume needs.
+    """
+    return int(_rng.integers(0, 2**64, dtype=np.uint64))

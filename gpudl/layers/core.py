@@ -77,7 +77,11 @@ def _reg_config(reg):
 
 
 class Dropout(Layer):
-    """Drops a fraction ``rate`` of activations while training (inverted scaling)."""
+    """Drops a fraction ``rate`` of activations while training (inverted scaling).
+
+    ``layer(x, sample_offset=k)``: x holds samples k, k+1, ... of a larger batch (a
+    data-parallel rank's share), and gets that batch's mask for them (see F.dropout).
+    """
 
     def __init__(self, rate, name=None):
         super().__init__(name)
@@ -85,8 +89,8 @@ class Dropout(Layer):
             raise ValueError(f"Dropout expected a rate in [0, 1), got {rate!r}")
         self.rate = float(rate)
 
-    def forward(self, x):
-        return F.dropout(x, self.rate, training=self.training)
+    def forward(self, x, sample_offset=0):
+        return F.dropout(x, self.rate, training=self.training, sample_offset=sample_offset)
 
     def get_config(self):
         return {"name": self.name, "rate": self.rate}
