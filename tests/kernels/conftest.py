@@ -6,8 +6,20 @@ fixture parameter, never a second copy of a test.
 """
 from __future__ import annotations
 
+import importlib.util
+import sys
+
 import numpy as np
 import pytest
+
+
+def _find_cupy():
+    """The cupy module if it is the test device, without importing a real CuPy (CUDA init)."""
+    spec = importlib.util.find_spec("cupy")
+    if spec is None or spec.origin is None or "fakecupy" not in spec.origin:
+        return None
+    import cupy  # noqa: PLC0415
+    return cupy
 
 try:
     import numba  # noqa: F401
@@ -20,6 +32,9 @@ from gpudl.errors import BackendUnavailableError  # noqa: E402
 from gpudl.kernels import _launch  # noqa: E402
 
 SIMULATED = _launch.simulated()
+#: the strict CuPy stand-in of tests/fakecupy is what ``import cupy`` finds: its arrays live in
+#: host memory, so the simulator runs the kernels on them (make test's gpu tier)
+TEST_DEVICE = bool(getattr(sys.modules.get("cupy") or _find_cupy(), "__gpudl_test_device__", False))
 
 
 def pytest_configure(config):
@@ -43,9 +58,9 @@ def xp(request):
             pytest.skip("NumPy arrays run the kernels under Numba's CUDA simulator: "
                         "set NUMBA_ENABLE_CUDASIM=1 (make test does)")
         return np
-    if SIMULATED:
-        pytest.skip("NUMBA_ENABLE_CUDASIM=1 replaces the GPU with the simulator; "
-                    "the CuPy run needs a real GPU without it")
+    if SIMULATED and not TEST_DEVICE:
+        pytest.skip("NUMBA_ENABLE_CUDASIM=1 replaces the GPU with the simulator; the CuPy run needs "
+                    "a real GPU without it, or the test device (PYTHONPATH=tests/fakecupy)")
     return _cupy_module()
 
 
