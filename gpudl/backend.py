@@ -17,7 +17,7 @@ from .errors import BackendUnavailableError
 __all__ = [
     "set_backend", "get_backend", "xp", "to_numpy", "to_backend", "get_array_module",
     "is_cupy_array", "check_same_backend", "cupy_available", "describe", "default_dtype",
-    "synchronize",
+    "synchronize", "device_free_bytes",
 ]
 
 logger = logging.getLogger("gpudl")
@@ -201,6 +201,13 @@ def synchronize() -> None:
     """
     if get_backend() == "cupy":
         _import_cupy().cuda.get_current_stream().synchronize()
+
+
+def device_free_bytes() -> int:
+    """Bytes the current GPU can still give: the driver's free memory plus CuPy's pooled free blocks."""
+    cp = _import_cupy()
+    free, _total = cp.cuda.runtime.memGetInfo()
+    return int(free) + int(cp.get_default_memory_pool().free_bytes())
 
 
 def scatter_add(out, index, values) -> None:

@@ -69,13 +69,16 @@ class _Progress:
         if self.verbose:
             print(f"Epoch {epoch + 1}/{self.epochs}", flush=True)
 
-    def update(self, seen, loss):
+    def update(self, seen, loss_sum, count):
+        """Redraw at most every 0.1 s; the running loss sum (a device scalar on the GPU) is read
+        only then, so a step never waits on the GPU for the bar."""
         if not self.live:
             return
         now = time.perf_counter()
         if now - self.last < 0.1 and seen < self.n:
             return
         self.last = now
+        loss = float(loss_sum) / max(count, 1)
         el = now - self.t0
         rate = seen / el if el > 0 else 0.0
         eta = (self.n - seen) / rate if rate > 0 else 0.0
@@ -314,11 +317,14 @@ class Sequential(Layer):
         """One optimizer step on one batch; returns the batch loss (float)."""
         self._require_compiled("train_on_batch")
         x, y = self._prepare(x, y, "train_on_batch")
-        loss, _ = self._step(self._batch(x, slice(None), self._x_dtype()), self._batch(y, slice(None)),
-                             check_finite=False)
-        return loss
+        loss, _, _ = self._step(self._batch(x, slice(None), self._x_dtype()), self._batch(y, slice(None)),
+                                check_finite=False)
+        return float(loss)
 
     def _step(self, xb, yb, check_finite):
+        """One update; returns (loss, output, value). ``loss`` is a 0-d array on the model's
+        device, never read here; ``value`` is its float only when ``check_finite`` asks for it
+        (one device read per step, for TerminateOnNaN), else None."""
         self.train(True)
         params = self.params()
         for p in params:
@@ -326,12 +332,30 @@ class Sequential(Layer):
         data_loss, out = self._loss_value(Tensor._wrap(xb), yb)
         pen = self._penalty()
         total = data_loss if pen is None else data_loss + pen
-        value = float(total.data)
-        if check_finite and not math.isfinite(value):
-            return value, out  # leave the weights as they were: no backward, no update
+        value = None
+        if check_finite:
+            value = float(total.data)
+            if not math.isfinite(value):
+                return total.data, out, value  # leave the weights as they were: no backward, no update
         total.backward()
         self.optimizer.step(params)
-        return value, out
+        return total.data, out, value
+
+    def _place(self, x, y, what, keep_x_on_host=False):
+        """Move host data to the model's device once (x cast to the model's float dtype there),
+        so no step copies a batch; data that does not fit stays on the host, batch by batch."""
+        if not self._on_cupy():
+            return x, y
+        xdt = self._x_dtype()
+        need = (0 if keep_x_on_host or backend.is_cupy_array(x) else len(x) * int(np.prod(x.shape[1:])) * xdt.itemsize) \
+            + (0 if backend.is_cupy_array(y) else y.nbytes)
+        if need and need > backend.device_free_bytes() // 2:
+            return x, y
+        if not keep_x_on_host:
+            x = backend.to_backend(x, "cupy")
+            if x.dtype != xdt:
+                x = x.astype(xdt)
+        return x, backend.to_backend(y, "cupy")
 
     def fit(self, x, y, batch_size=32, epochs=1, validation_split=0.0, validation_data=None,
             shuffle=True, callbacks=None, verbose=1, seed=None, initial_epoch=None, augment=None,
@@ -378,6 +402,9 @@ class Sequential(Layer):
         self._pending_rng_state = None
         end_epoch = epochs  # Keras: train epochs epoch0 .. epochs-1
 
+        x, y = self._place(x, y, "fit", keep_x_on_host=augment is not None)
+        if x_val is not None:
+            x_val, y_val = self._place(x_val, y_val, "fit: validation_data")
         history = History()
         cbl = CallbackList([history] + cbs, self)
         n = len(x)
@@ -391,38 +418,44 @@ class Sequential(Layer):
             for epoch in range(epoch0, end_epoch):
                 rng = grandom.get_rng()
                 self._epoch_rng_state = rng.bit_generator.state
-                perm = rng.permutation(n) if shuffle else np.arange(n)
+                perm = rng.permutation(n) if shuffle else None
+                # the epoch's order goes to the data's device once, not a slice of it per step
+                order = perm if perm is None or not backend.is_cupy_array(x) else backend.to_backend(perm, "cupy")
                 if start_batch:
                     grandom.set_state(self._resume_info["training"]["rng_state"])
                 cbl.on_epoch_begin(epoch, {})
                 progress.start(epoch)
+                # sums stay where the model runs (0-d device arrays on the GPU): read at epoch end
                 total, count, correct = 0.0, 0, 0
                 self._nan_batch = None
                 for b in range(start_batch, steps):
-                    idx = perm[b * batch_size:(b + 1) * batch_size]
-                    xb_host = x[idx] if not backend.is_cupy_array(x) else x[backend.to_backend(idx, "cupy")]
+                    lo, hi = b * batch_size, min((b + 1) * batch_size, n)
+                    xb, yb = self._take(x, order, lo, hi), self._take(y, order, lo, hi)
                     if augment is not None:
-                        xb_host = augment(backend.to_numpy(xb_host), grandom.get_rng())
-                    xb = self._batch(xb_host, slice(None), xdt)
-                    yb = self._batch(y, idx if not backend.is_cupy_array(y) else backend.to_backend(idx, "cupy"))
+                        xb = augment(backend.to_numpy(xb), grandom.get_rng())
+                    xb = self._batch(xb, slice(None), xdt)
+                    yb = self._batch(yb, slice(None))
                     self._batch_position = (epoch, b + 1)
-                    value, out = self._step(xb, yb, check_finite)
-                    m = len(idx)
-                    total += value * m
+                    loss, out, value = self._step(xb, yb, check_finite)
+                    m = hi - lo
+                    total = total + loss.astype(np.float64) * m  # float64, as the host sum was
                     count += m
-                    if "accuracy" in self.metrics and out.ndim == 2 and math.isfinite(value):
-                        correct += self._correct(out.data, yb)
-                    progress.update(min((b + 1) * batch_size, n), total / max(count, 1))
-                    cbl.on_batch_end(b, {"loss": value, "epoch": epoch, "size": m})
-                    if self.stop_training and not math.isfinite(value):
+                    if "accuracy" in self.metrics and out.ndim == 2 and (value is None or math.isfinite(value)):
+                        correct = correct + self._correct(out.data, yb)
+                    progress.update(hi, total, count)
+                    # batch logs: a float on the host; on the GPU the device scalar unless the loss
+                    # was read anyway (TerminateOnNaN), so a callback that reads it chooses to sync
+                    batch_loss = value if value is not None else (loss if backend.is_cupy_array(loss) else float(loss))
+                    cbl.on_batch_end(b, {"loss": batch_loss, "epoch": epoch, "size": m})
+                    if self.stop_training and not math.isfinite(value if value is not None else float(loss)):
                         self._nan_batch = (epoch, b)
                         break
                 start_batch = 0
                 if self._nan_batch is not None:
                     break
-                logs = {"loss": total / count}
+                logs = {"loss": float(total) / count}
                 if "accuracy" in self.metrics:
-                    logs["accuracy"] = correct / count
+                    logs["accuracy"] = int(correct) / count
                 self.epoch = epoch + 1
                 self._batch_position = (epoch + 1, 0)
                 if x_val is not None:
@@ -438,10 +471,18 @@ class Sequential(Layer):
         return history
 
     @staticmethod
+    def _take(arr, order, lo, hi):
+        """Rows lo:hi of the epoch's order (a plain slice without shuffling)."""
+        if order is None:
+            return arr[lo:hi]
+        return arr[order[lo:hi]]
+
+    @staticmethod
     def _correct(out, yb):
+        """How many rows the argmax gets right, as a 0-d array where ``out`` lives (no read)."""
         pred = out.argmax(axis=1)
         truth = yb if yb.ndim == 1 else yb.argmax(axis=1)
-        return int((pred == truth).sum())
+        return (pred == truth).sum()
 
     # ---- inference --------------------------------------------------------------------
     def evaluate(self, x, y, batch_size=256, verbose=0, _checked=False):
@@ -452,6 +493,7 @@ class Sequential(Layer):
             x, y = self._prepare(x, y, "evaluate")
         training = self.training
         self.train(False)
+        # sums stay on the model's device and are read once at the end
         total, correct, sq, ab, n = 0.0, 0, 0.0, 0.0, len(x)
         xdt = self._x_dtype()
         try:
@@ -463,25 +505,28 @@ class Sequential(Layer):
                     xb, yb = self._batch(x, sl, xdt), self._batch(y, sl)
                     loss, out = self._loss_value(Tensor._wrap(xb), yb)
                     m = len(xb)
-                    total += float(loss.data) * m
+                    total = total + loss.data.astype(np.float64) * m
                     if "accuracy" in self.metrics:
-                        correct += self._correct(out.data, yb)
+                        correct = correct + self._correct(out.data, yb)
                     if "mse" in self.metrics or "mae" in self.metrics:
-                        o = backend.to_numpy(F.softmax(out).data if self.fused else out.data).astype(np.float64)
-                        t = backend.to_numpy(yb)
+                        o = (F.softmax(out).data if self.fused else out.data).astype(np.float64)
+                        xp = backend.get_array_module(o)
+                        t = yb
                         if t.ndim == 1 and o.ndim == 2:
-                            t = np.eye(o.shape[1])[t]
-                        sq += float(((o - t) ** 2).mean(axis=tuple(range(1, o.ndim))).sum())
-                        ab += float(np.abs(o - t).mean(axis=tuple(range(1, o.ndim))).sum())
+                            t = xp.eye(o.shape[1])[t]
+                        d = o - t
+                        axes = tuple(range(1, o.ndim))
+                        sq = sq + (d * d).mean(axis=axes).sum()
+                        ab = ab + xp.abs(d).mean(axis=axes).sum()
         finally:
             self.train(training)
-        logs = {"loss": total / n + pen_value}
+        logs = {"loss": float(total) / n + pen_value}
         if "accuracy" in self.metrics:
-            logs["accuracy"] = correct / n
+            logs["accuracy"] = int(correct) / n
         if "mse" in self.metrics:
-            logs["mse"] = sq / n
+            logs["mse"] = float(sq) / n
         if "mae" in self.metrics:
-            logs["mae"] = ab / n
+            logs["mae"] = float(ab) / n
         if verbose:
             print(" - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
         return logs

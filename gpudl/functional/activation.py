@@ -1,6 +1,8 @@
 """Lecture I's activations: sigmoid, tanh, ReLU, leaky and parametric ReLU, maxout, softmax."""
 from __future__ import annotations
 
+import math
+
 from .. import backend
 from ..autograd import Function, Tensor, as_tensor
 from ._util import contiguous as _contiguous
@@ -96,7 +98,7 @@ class PReLU(Function):
         pos = x > 0
         gx = xp.where(pos, g, a * g)
         ga_full = xp.where(pos, 0, g * x)
-        if len(self.alpha_shape) == 0 or int(xp.prod(xp.asarray(self.alpha_shape))) == 1:
+        if math.prod(self.alpha_shape) == 1:  # a host product: the shape never goes to the device
             ga = ga_full.sum().reshape(self.alpha_shape)
         else:
             axes = (0,) + tuple(range(2, x.ndim))
