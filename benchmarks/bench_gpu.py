@@ -539,6 +539,10 @@ def run_timings(cp, kernels, torch, clock, sizes="gpu"):
     for key, workload in WORKLOADS:
         try:
             rows += workload(cp, kernels, torch, clock, size[key])
+        except KeyboardInterrupt:  # a timeout sends SIGINT: keep the rows so far
+            errors.append(f"interrupted during {key}")
+            rows.append((f"{key}: INTERRUPTED (timeout or Ctrl-C)", None, "-", None, "later rows not run"))
+            break
         except Exception as exc:
             traceback.print_exc()
             errors.append(f"{workload.__name__}: {type(exc).__name__}: {exc}")
@@ -608,7 +612,12 @@ def main(argv=None) -> int:
           f"torch {None if torch is None else torch.__version__}")
 
     t0 = time.perf_counter()
-    checks = run_checks(cp, kernels, backend.to_numpy, sizes=sizes)
+    try:
+        checks = run_checks(cp, kernels, backend.to_numpy, sizes=sizes)
+    except KeyboardInterrupt:
+        print("bench_gpu: interrupted during the answer checks: no timings", file=sys.stderr)
+        print_table(device, [], ["interrupted during the checks"])
+        return 1
     print(f"{checks.count} checks in {time.perf_counter() - t0:.1f} s, {len(checks.failed)} failed")
     free(cp, torch)
     clock = (WallClock if args.dry_run else GpuClock)(cp, torch)

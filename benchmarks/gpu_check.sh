@@ -1,85 +1,150 @@
 #!/usr/bin/env bash
-# One run on a GPU machine answers everything about gpudl's CUDA kernels: the gpu-marked tests
-# on CuPy arrays, then benchmarks/bench_gpu.py (checks against NumPy, timings beside PyTorch),
-# then the mnist_cnn summary. About 5 minutes on an H100; the steps' timeouts (150 + 240 + 180 s, plus the installs)
-# keep even the worst case under a 10-minute call.
+# One short run on a GPU machine answers everything about gpudl's GPU path, in at most about
+# 8 minutes, with a table printed last whatever failed:
+#   1. preflight (60 s): versions, where NVVM was found, one kernel compiled, ReLU and the fused
+#      softmax-CE launched on CuPy arrays and checked against NumPy; a failure stops the run
+#      with one clear line;
+#   2. the gpu-marked tests on CuPy arrays (150 s, 60 s a test);
+#   3. micro-timings (40 s): launch cost, dropout masks three ways, float() of a 0-d array;
+#   4. mnist_cnn on CuPy beside PyTorch eager on CUDA, 3 epochs of Fashion-MNIST (120 s);
+#   5. the kernel table against PyTorch/cuDNN, TF32 off and on (150 s).
 #
-# Needs, in the checkout, the numpy 2.4 wheel in .whl/ (git-ignored; carry it to the machine):
-# numba 0.68's CUDA target fails under numpy 2.5. Fetch it where a registry is reachable with
-#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
-#     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
-#     -d .whl numpy==2.4.6
-# Logs go to $OUT when it is set. make test already ran every line of bench_gpu.py on the CPU
-# (NUMBA_ENABLE_CUDASIM=1 python benchmarks/bench_gpu.py --dry-run), so only CuPy is new here.
+# How to run it through the device tool: copy Fashion-MNIST's four .gz files into the
+# git-ignored .gpu/fashion-mnist/ (from /usr/share/datasets/fashion-mnist, Debian's
+# dataset-fashion-mnist), then run `bash benchmarks/gpu_check.sh` with carry [".gpu"] and
+# timeout_s 540. Nothing is pip-installed there (the machine's setuptools may reject the
+# project's metadata): the checkout is made importable as it is, by a shadow tree under /tmp in
+# which gpudl/ holds links to gpudl's files plus kernels -> ../kernels, first on PYTHONPATH.
+# NumPy 2.5 needs no carried wheel: gpudl restores the np.row_stack alias numba-cuda 0.30.4
+# asks for. A numpy wheel in .whl/ is still installed first if present (a fallback).
+#
+# Logs and results go to $OUT when set, else ./gpu-out/ (six files: preflight.log, tests.log,
+# micro.log, cnn.log, bench.log, summary.txt); each step writes its log as it runs, so a step
+# killed by its timeout keeps what it printed. Every step runs under `timeout -s INT`: Python
+# sees Ctrl-C and the bench prints the rows it has.
+#
+# `--dry-run` runs every step on the CPU: the CuPy stand-in of tests/fakecupy under Numba's CUDA
+# simulator, tiny sizes, a few tests (make test runs it, so the first GPU run is not the
+# script's first run). Times in a dry run mean nothing.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$PWD
 
-LOG_DIR="${OUT:-/tmp}"
-mkdir -p "$LOG_DIR"
-PY=python3
+DRY=0
+if [ "${1:-}" = "--dry-run" ]; then
+    DRY=1
+fi
+OUT_DIR="${OUT:-$ROOT/gpu-out}"
+mkdir -p "$OUT_DIR"
+export PYTHONUNBUFFERED=1
+PY="${PY:-python3}"
+SUMMARY="$OUT_DIR/summary.txt"
+: > "$SUMMARY"
+ROWS=()
 
-shopt -s nullglob
-wheels=(.whl/numpy-*.whl)
-if [ ${#wheels[@]} -gt 0 ]; then
-    $PY -m pip install -q --no-index --no-deps --target /tmp/site "${wheels[@]}" \
-        || { echo "gpu_check: installing ${wheels[*]} into /tmp/site failed" >&2; exit 1; }
-    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+# ---- the importable checkout ---------------------------------------------------------------
+TREE="$(mktemp -d /tmp/gpudl_tree.XXXXXX)"
+mkdir -p "$TREE/gpudl"
+for entry in "$ROOT"/gpudl/*; do
+    ln -s "$entry" "$TREE/gpudl/$(basename "$entry")"
+done
+ln -s "$ROOT/kernels" "$TREE/gpudl/kernels"
+export PYTHONPATH="$TREE${PYTHONPATH:+:$PYTHONPATH}"
+
+if [ "$DRY" = 1 ]; then
+    export NUMBA_ENABLE_CUDASIM=1
+    export PYTHONPATH="$ROOT/tests/fakecupy:$PYTHONPATH"
 else
-    echo "gpu_check: no .whl/numpy-*.whl here; using the machine's numpy (numba 0.68 fails" \
-         "under numpy 2.5: see the header of this script)" >&2
+    unset NUMBA_ENABLE_CUDASIM
+    if [ -z "${CUDA_HOME:-}" ] && [ -d /usr/local/cuda ]; then
+        export CUDA_HOME=/usr/local/cuda  # numba-cuda may not infer it when nvrtc comes from a wheel
+    fi
+    shopt -s nullglob
+    wheels=(.whl/numpy-*.whl)
+    shopt -u nullglob
+    if [ ${#wheels[@]} -gt 0 ]; then
+        "$PY" -m pip install -q --no-index --no-deps --target /tmp/gpudl_site "${wheels[@]}" \
+            && export PYTHONPATH="/tmp/gpudl_site:$PYTHONPATH"
+    fi
 fi
 
-# kernels/ installs as gpudl.kernels, so the checkout needs an editable install, not PYTHONPATH
-if ! $PY -m pip install -q --no-index --no-deps --no-build-isolation -e . \
-        > "$LOG_DIR/gpu_pip.log" 2>&1; then
-    # an old setuptools cannot do it: lay out gpudl/ with kernels/ inside it under /tmp instead
-    echo "gpu_check: pip install -e . failed (log: $LOG_DIR/gpu_pip.log); using a /tmp copy" >&2
-    rm -rf /tmp/gpudl_tree && mkdir -p /tmp/gpudl_tree
-    cp -r gpudl /tmp/gpudl_tree/gpudl && ln -s "$PWD/kernels" /tmp/gpudl_tree/gpudl/kernels
-    export PYTHONPATH=/tmp/gpudl_tree${PYTHONPATH:+:$PYTHONPATH}
+summary() {
+    {
+        echo
+        echo "gpu_check summary ($([ "$DRY" = 1 ] && echo "DRY RUN on the CPU" || echo "GPU"), $(date -u +%Y-%m-%dT%H:%MZ))"
+        printf '%-12s %-8s %6s  %s\n' step status secs log
+        for row in "${ROWS[@]}"; do
+            echo "$row"
+        done
+    } | tee -a "$SUMMARY"
+    for log in micro bench; do
+        if [ -f "$OUT_DIR/$log.log" ]; then
+            echo
+            # each Python step prints its own table last
+            sed -n '/^gpudl \(micro-timings\|kernels vs\)/,$p' "$OUT_DIR/$log.log"
+        fi
+    done | tee -a "$SUMMARY"
+    if [ -f "$OUT_DIR/cnn.log" ]; then
+        echo
+        grep -E "^(backend|test accuracy|PyTorch test accuracy|median epoch)" "$OUT_DIR/cnn.log" | tee -a "$SUMMARY"
+    fi
+    rm -rf "$TREE"
+}
+trap summary EXIT
+
+# step NAME LIMIT_S LOG COMMAND...: run it under timeout -s INT, log as it goes, record a row
+step() {
+    local name=$1 limit=$2 log=$3 rc status start secs
+    shift 3
+    echo "gpu_check: $name (limit ${limit} s, log $OUT_DIR/$log)"
+    start=$(date +%s)
+    timeout -s INT -k 15 "$limit" "$@" > "$OUT_DIR/$log" 2>&1
+    rc=$?
+    secs=$(( $(date +%s) - start ))
+    case $rc in
+        0) status=ok ;;
+        124|130|137) status=TIMEOUT ;;
+        *) status="exit $rc" ;;
+    esac
+    tail -n 6 "$OUT_DIR/$log"
+    ROWS+=("$(printf '%-12s %-8s %6d  %s' "$name" "$status" "$secs" "$log")")
+    return $rc
+}
+
+dry_flag=()
+if [ "$DRY" = 1 ]; then
+    dry_flag=(--dry-run)
 fi
 
-$PY - <<'EOF' || exit 1
-import sys
-import numpy, numba
-from numba import cuda
-import gpudl.kernels.activation  # noqa: F401  (the package mapping works)
-ok = cuda.is_available()
-print(f"gpu_check: numpy {numpy.__version__}, numba {numba.__version__}, "
-      f"CUDA available to numba: {ok}")
-sys.exit(0 if ok else 1)
-EOF
+if ! step preflight 60 preflight.log "$PY" benchmarks/gpu_preflight.py "${dry_flag[@]}"; then
+    line=$(grep -m1 "preflight FAILED" "$OUT_DIR/preflight.log" || tail -n 1 "$OUT_DIR/preflight.log")
+    echo "gpu_check: stopped: ${line:-preflight failed with no message}" | tee -a "$SUMMARY"
+    exit 1
+fi
 
-unset NUMBA_ENABLE_CUDASIM
-start=$(date +%s)
-echo "gpu_check: pytest -m gpu tests (log: $LOG_DIR/gpu_tests.log)"
-timeout 150 $PY -m pytest -q -m gpu -p no:cacheprovider tests > "$LOG_DIR/gpu_tests.log" 2>&1
-tests_rc=$?
-tail -15 "$LOG_DIR/gpu_tests.log"
-echo "gpu_check: tests exit $tests_rc after $(( $(date +%s) - start )) s"
+failed=0
+if [ "$DRY" = 1 ]; then
+    tests=(tests/test_transfers.py -k "prelu or per_training_step and hello")
+else
+    tests=(tests)
+fi
+GPUDL_TEST_TIMEOUT=60 step tests 150 tests.log "$PY" -m pytest -q -m gpu -p no:cacheprovider "${tests[@]}" \
+    || failed=1
+step micro 40 micro.log "$PY" benchmarks/gpu_micro.py "${dry_flag[@]}" || failed=1
 
-# mnist_cnn on the CuPy backend beside PyTorch eager on CUDA (same process, same data), when
-# Fashion-MNIST travelled with the checkout (the GPU machine has no network): copy
-# /usr/share/datasets/fashion-mnist/*.gz into the git-ignored .gpu/fashion-mnist/ and carry ".gpu"
-cnn_rc=0
 if [ -f .gpu/fashion-mnist/train-images-idx3-ubyte.gz ]; then
-    echo "gpu_check: mnist_cnn, 12 epochs of Fashion-MNIST on CuPy and in PyTorch (log: $LOG_DIR/gpu_cnn.log)"
-    timeout 240 $PY examples/mnist_cnn.py --backend cupy --torch --epochs 12 --batch-size 128 \
-        --data-dir .gpu/fashion-mnist > "$LOG_DIR/gpu_cnn.log" 2>&1
-    cnn_rc=$?
-    tail -4 "$LOG_DIR/gpu_cnn.log"
+    cnn=(examples/mnist_cnn.py --backend cupy --epochs 3 --batch-size 128 --data-dir .gpu/fashion-mnist)
+    if [ "$DRY" = 1 ]; then
+        cnn+=(--limit 10 --epochs 1 --batch-size 10)
+    else
+        cnn+=(--torch)
+    fi
+    step mnist_cnn 120 cnn.log "$PY" "${cnn[@]}" || failed=1
 else
-    echo "gpu_check: no .gpu/fashion-mnist/: mnist_cnn on CuPy not run" >&2
+    echo "gpu_check: no .gpu/fashion-mnist/ in the checkout: mnist_cnn not run" | tee "$OUT_DIR/cnn.log"
+    ROWS+=("$(printf '%-12s %-8s %6s  %s' mnist_cnn "no data" - cnn.log)")
+    rm -f "$OUT_DIR/cnn.log"
 fi
 
-# the bench prints its table last, so it ends this script's output too
-echo "gpu_check: benchmarks/bench_gpu.py (log: $LOG_DIR/gpu_bench.log)"
-timeout 180 $PY benchmarks/bench_gpu.py 2>&1 | tee "$LOG_DIR/gpu_bench.log"
-bench_rc=${PIPESTATUS[0]}
-if [ -f "$LOG_DIR/gpu_cnn.log" ]; then
-    echo
-    echo "mnist_cnn, Fashion-MNIST, 12 epochs, batch 128: gpudl on CuPy beside PyTorch eager on CUDA"
-    grep -E "^(test accuracy|PyTorch test accuracy|median epoch)" "$LOG_DIR/gpu_cnn.log"
-fi
-echo "gpu_check: tests exit $tests_rc, mnist_cnn exit $cnn_rc, bench exit $bench_rc"
-[ "$tests_rc" -eq 0 ] && [ "$bench_rc" -eq 0 ] && [ "$cnn_rc" -eq 0 ]
+step bench 150 bench.log "$PY" benchmarks/bench_gpu.py "${dry_flag[@]}" || failed=1
+exit $failed

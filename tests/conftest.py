@@ -1,6 +1,8 @@
 """Shared fixtures: every test starts on the NumPy backend with a fixed seed."""
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -29,3 +31,27 @@ def backend_name(request):
         pytest.skip("CuPy backend unavailable: no CuPy package or no CUDA GPU here")
     gpudl.set_backend(request.param)
     return request.param
+
+
+# GPUDL_TEST_TIMEOUT=N fails a test that runs past N seconds (the GPU check sets it, so one
+# hung test costs its own time, not the run's); SIGALRM interrupts Python code in the main
+# thread, which is where pytest runs the tests.
+_TEST_TIMEOUT = float(os.environ.get("GPUDL_TEST_TIMEOUT", "0") or 0)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    if _TEST_TIMEOUT <= 0 or not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def expired(signum, frame):
+        raise TimeoutError(f"{item.nodeid} ran past GPUDL_TEST_TIMEOUT={_TEST_TIMEOUT:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, _TEST_TIMEOUT)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

@@ -86,3 +86,18 @@ def test_a_bench_check_fails_on_a_wrong_answer(bench, capsys):
     assert c.count == 4
     assert [f.split(":")[0] for f in c.failed] == ["off", "shape", "bits"]
     assert "FAIL off  (max abs err 0.1)" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not SIMULATED, reason="the dry run is the simulator's")
+def test_an_interrupt_keeps_the_rows_so_far(bench, capsys, monkeypatch):
+    def interrupted(*args):
+        raise KeyboardInterrupt  # what `timeout -s INT` delivers
+    workloads = list(bench.WORKLOADS)
+    workloads[2] = ("ce", interrupted)
+    monkeypatch.setattr(bench, "WORKLOADS", tuple(workloads))
+    monkeypatch.setattr(bench, "run_checks", lambda *a, **k: type("C", (), {"count": 0, "failed": []})())
+    assert bench.main(["--dry-run"]) == 1
+    out = capsys.readouterr().out
+    table = out[out.index("gpudl kernels vs PyTorch on the CPU (dry run"):]
+    assert "relu fwd 1,000 f32" in table and "maxout k=4 fwd dense (6, 16)" in table
+    assert "ce: INTERRUPTED" in table and "conv fwd+bwd" not in table
