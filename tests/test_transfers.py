@@ -76,13 +76,23 @@ def test_terminate_on_nan_reads_the_loss_once_per_step():
     assert per_step == {"d2h": 1, "h2d": 0, "sync": 0}, per_step
 
 
-def test_validation_batches_read_nothing_per_batch():
-    def run(n_val):
-        xv, yv = _data(n_val, (12,), 10, seed=1)
-        return _fit_counts(_mlp, (12,), 8, 4, validation=(xv, yv), metrics=("accuracy", "mse"))
-    # evaluate's batch is max(batch_size, 256): 256 vs 1024 validation rows is 1 vs 4 batches
-    small, large = run(256), run(1024)
-    assert large == small, f"validation batches moved data: {small} for 1 batch, {large} for 4"
+def test_evaluate_reads_nothing_per_batch():
+    import cupy
+
+    def run(n):
+        gpudl.set_backend("cupy")
+        gpudl.set_seed(0)
+        model = _mlp()
+        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy", "mse"])
+        x, y = _data(n, (12,), 10, seed=1)
+        x, y = cupy.asarray(x), cupy.asarray(y)
+        cupy.reset_transfers()
+        model.evaluate(x, y, batch_size=4)
+        return dict(cupy.transfers)
+    # 2 batches against 5: the label range check and the three sums are read once either way
+    small, large = run(8), run(20)
+    assert large == small, f"evaluate moved data per batch: {small} for 2 batches, {large} for 5"
+    assert small["h2d"] == 0 and small["d2h"] == 6, small
 
 
 def test_dropout_draws_no_device_generator():

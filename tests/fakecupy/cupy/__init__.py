@@ -278,16 +278,16 @@ class ndarray:
     __gt__, __ge__ = _forward(operator.gt), _forward(operator.ge)
 
     def __neg__(self):
-        return ndarray(-self._a)
+        return _wrap(-self._a)  # a 0-d buffer's result is a NumPy scalar: wrap it back
 
     def __pos__(self):
-        return ndarray(+self._a)
+        return _wrap(+self._a)  # a 0-d buffer's result is a NumPy scalar: wrap it back
 
     def __abs__(self):
-        return ndarray(abs(self._a))
+        return _wrap(abs(self._a))  # a 0-d buffer's result is a NumPy scalar: wrap it back
 
     def __invert__(self):
-        return ndarray(~self._a)
+        return _wrap(~self._a)  # a 0-d buffer's result is a NumPy scalar: wrap it back
 
 
 class _MemoryPointer:
