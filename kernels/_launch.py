@@ -7,13 +7,26 @@ module needs neither a GPU nor the simulator, and ``numba.cuda.compile_ptx`` can
 (function, signature) pair on a machine without a GPU.
 
 Arrays come from one module: CuPy on a GPU, NumPy under Numba's CUDA simulator. CuPy arrays are
-launched on CuPy's current stream through one reused Numba external stream, and handed to Numba
-without the stream synchronisation its CUDA-array-interface import does by default, so a launch
-never makes the host wait for the GPU.
+launched on CuPy's current stream through one reused Numba external stream, and never make the
+host wait for the GPU.
+
+What a launch costs on the host (numba-cuda 0.30, read from its source): ``kernel[grid, block,
+stream]`` builds a ``_LaunchConfiguration`` (dispatcher.py, ``configure`` is an lru_cache of 128
+entries shared by every kernel of the process, and the constructor is where the low-occupancy
+NumbaPerformanceWarning is raised); gpudl keeps its own table of configured launches, so a
+launch is one dict lookup and the warning, raised at construction only, is silenced there for
+gpudl's launches alone. Each array argument then goes through ``_to_strided_memory_view``
+(cudadrv/devicearray.py): an object with ``__dlpack__`` (every CuPy array) is viewed through
+DLPack in C, with the launch stream as the consumer stream and no host synchronisation, while
+``cuda.as_cuda_array`` first builds a Python ``DeviceNDArray`` (and an external stream object)
+per argument per launch. So CuPy arrays go to the kernel as they are.
 """
 from __future__ import annotations
 
+import ctypes
+import importlib.metadata
 import math
+import warnings
 
 import numpy as np
 from numba import cuda
@@ -27,7 +40,8 @@ except ImportError:  # pragma: no cover
 
 __all__ = [
     "FLOAT_TYPES", "KernelSet", "build_kernels", "array_module", "check_backend", "check_float", "check_int",
-    "check_shape", "launch", "simulated", "block", "blocks", "stride_blocks", "grid_dim",
+    "check_shape", "check_32bit", "MAX_INDEX_32", "launch", "simulated", "block", "blocks",
+    "stride_blocks", "grid_dim",
     "next_pow2", "pair", "pads4", "output_size",
 ]
 
@@ -140,6 +154,21 @@ def check_shape(op: str, name: str, a, shape) -> None:
         raise ValueError(f"{op}: {name} must have shape {tuple(shape)}, got {tuple(a.shape)}")
 
 
+#: the kernels decode thread positions with 32-bit unsigned division (a 64-bit one is a long
+#: instruction sequence on the GPU, and NVVM only narrows it behind a runtime check): the
+#: largest extent they decode
+MAX_INDEX_32 = 2**31 - 1
+
+
+def check_32bit(op: str, **extents) -> None:
+    """ValueError naming the first extent past MAX_INDEX_32 (an image of over 2**31 pixels)."""
+    for name, value in extents.items():
+        if value > MAX_INDEX_32:
+            raise ValueError(
+                f"{op}: {name} must be at most 2**31 - 1 = {MAX_INDEX_32} (the kernels index "
+                f"positions in 32-bit arithmetic), got {value}")
+
+
 def pair(op: str, name: str, v) -> tuple[int, int]:
     """An int or a pair of ints, as a pair."""
     if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
@@ -208,28 +237,118 @@ def grid_dim(n: int) -> int:
 _streams = {}
 
 
+def _host_view(a) -> np.ndarray:
+    """A NumPy view of the memory that ``a.__cuda_array_interface__`` describes (simulator only)."""
+    iface = a.__cuda_array_interface__
+    ptr = iface["data"][0]
+    dtype = np.dtype(iface["typestr"])
+    shape = tuple(iface["shape"])
+    strides = iface.get("strides") or None
+    if strides is None:
+        strides = tuple(int(s) * dtype.itemsize for s in np.cumprod((1,) + shape[:0:-1])[::-1]) if shape else ()
+    span = dtype.itemsize if not shape else dtype.itemsize + sum((n - 1) * st for n, st in zip(shape, strides))
+    if 0 in shape:
+        return np.empty(shape, dtype)
+    buf = (ctypes.c_char * span).from_address(ptr)
+    return np.ndarray(shape, dtype, buffer=buf, strides=strides)
+
+
 def _numba_stream(xp):
-    """One Numba external stream per CuPy stream pointer, reused across launches."""
+    """One Numba external stream per CuPy stream pointer, reused across launches.
+
+    The reuse matters twice: building a stream object costs host time, and a configured launch
+    is looked up by its stream object. CuPy's null stream (pointer 0) is handed to Numba as the
+    legacy default stream it is (numba-cuda always uses the legacy API, api.py
+    ``default_stream``): Numba passes the launch stream to each array's ``__dlpack__``, where 0
+    is not a valid DLPack stream and makes CuPy warn on every launch.
+    """
     ptr = xp.cuda.get_current_stream().ptr
     stream = _streams.get(ptr)
     if stream is None:
-        stream = cuda.external_stream(ptr)
+        stream = cuda.legacy_default_stream() if ptr == 0 else cuda.external_stream(ptr)
         _streams[ptr] = stream
     return stream
 
 
+#: configured launches, ``kernel[grid, block, stream]``, by (kernel, grid, block, stream)
+_configs = {}
+# distinct shapes are few in a training run; a table past this size is dropped, not grown
+_MAX_CONFIGS = 4096
+#: Numba's warning for grids under 128 blocks (dispatcher.py, _LaunchConfiguration.__init__).
+#: gpudl sizes its grids on purpose (grid-stride loops; small layers are small), so the warning
+#: says nothing to gpudl's users; a user's own kernels keep it.
+LOW_OCCUPANCY_MESSAGE = r"Grid size \d+ will likely result in GPU under-utilization due to low occupancy"
+
+
+def _configured(kernel, griddim, blockdim, stream):
+    """``kernel[griddim, blockdim, stream]``, built once per key with the low-occupancy warning
+    silenced: the warning is raised only when the configuration is built, so the cost of
+    ``catch_warnings`` is paid once per shape, not per launch."""
+    key = (kernel, griddim, blockdim, stream)
+    configured = _configs.get(key)
+    if configured is None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=LOW_OCCUPANCY_MESSAGE)
+            configured = kernel[griddim, blockdim, stream]
+        if len(_configs) >= _MAX_CONFIGS:
+            _configs.clear()
+        _configs[key] = configured
+    return configured
+
+
+_direct = None
+_direct_proven = False  # set by the first direct launch that worked
+
+
+def _passes_arrays_directly() -> bool:
+    """Whether this numba-cuda takes CuPy arrays as kernel arguments through DLPack, with no
+    host synchronisation (read in numba-cuda 0.30's cudadrv/devicearray.py; older releases
+    imported them through the CUDA array interface, which synchronises by default)."""
+    global _direct
+    if _direct is None:
+        try:
+            major, minor = (int(p) for p in importlib.metadata.version("numba-cuda").split(".")[:2])
+            _direct = (major, minor) >= (0, 30)
+        except (importlib.metadata.PackageNotFoundError, ValueError):
+            _direct = False
+    return _direct
+
+
 def launch(kernel, griddim, blockdim, *args) -> None:
     """Launch ``kernel`` with ``args`` (arrays of one module, then scalars); no host sync."""
-    xp = None
+    cupy_arg = None
     for a in args:
         if is_cupy_array(a):
-            xp = get_array_module(a)
+            cupy_arg = a
             break
-    if xp is None:
-        # NumPy arrays: the simulator uses them in place; on a real GPU Numba copies them
+    if simulated():
+        # the simulator's kernel object is reconfigured in place by every [grid, block], so
+        # it is never cached; its "device" memory is host memory: a CuPy-typed array whose
+        # buffer lives on the host (a test device) is handed over as a view of that buffer
+        if cupy_arg is not None:
+            args = tuple(_host_view(a) if is_cupy_array(a) else a for a in args)
         kernel[griddim, blockdim](*args)
         return
+    if cupy_arg is None:
+        # NumPy arrays on a real GPU: Numba copies them to the device and back
+        _configured(kernel, griddim, blockdim, 0)(*args)
+        return
+    global _direct, _direct_proven
+    stream = _numba_stream(get_array_module(cupy_arg))
+    configured = _configured(kernel, griddim, blockdim, stream)
+    if _passes_arrays_directly():
+        if _direct_proven:
+            configured(*args)
+            return
+        try:
+            configured(*args)
+            _direct_proven = True
+            return
+        except Exception as exc:  # the first launch of the process proves the DLPack path once
+            warnings.warn(f"gpudl: handing CuPy arrays to Numba directly failed ({type(exc).__name__}: "
+                          f"{exc}); using the CUDA array interface from now on", RuntimeWarning, stacklevel=2)
+            _direct = False
     # sync=False: the kernel goes on the stream the arrays were made on, so it is ordered
     # after their producers without the host waiting for them
     args = tuple(cuda.as_cuda_array(a, sync=False) if is_cupy_array(a) else a for a in args)
-    kernel[griddim, blockdim, _numba_stream(xp)](*args)
+    configured(*args)

@@ -1,19 +1,28 @@
-"""ReLU, leaky ReLU and the fused bias + ReLU epilogue, as elementwise CUDA kernels.
+"""ReLU, leaky ReLU, and the two per-channel passes of a convolution, as CUDA kernels.
 
-Each kernel walks its array with a grid-stride loop that issues four independent loads before
-any store, so a thread keeps several memory requests in flight and a modest grid reaches close to
-copy bandwidth. NaN passes through the forward kernels (as in ``torch.relu``).
+Each elementwise kernel walks its array with a grid-stride loop that issues four independent
+loads before any store, so a thread keeps several memory requests in flight and a modest grid
+reaches close to copy bandwidth. NaN passes through the forward kernels (as in ``torch.relu``).
+
+The per-channel kernels see an (N, C, ...) array as (N, C*inner): a thread takes positions q of
+a sample with a grid-stride loop (gridDim.x), decodes the channel q // inner of each once, and
+walks that position through the samples with a block-stride loop over gridDim.y, so an integer
+division runs once per position, not per element. ``bias_relu_forward`` is the convolution's
+epilogue (bias, then ReLU, in place on the product's output: one pass where an add and a ReLU
+would take two); ``channel_major`` is the copy of a gradient to (C, N, ...) that the
+convolution's weight-gradient product wants, with the ReLU's backward in the same pass.
 """
 from __future__ import annotations
 
-import numpy as np
-from numba import cuda
+import math
+
+from numba import cuda, int64, uint32
 
 from . import _launch
 
 __all__ = [
     "relu_forward", "relu_backward", "leaky_relu_forward", "leaky_relu_backward",
-    "bias_relu_forward", "KERNELS",
+    "bias_relu_forward", "channel_major", "KERNELS",
 ]
 
 THREADS = 256
@@ -102,14 +111,38 @@ def _make(ft):
             gx[i] = g if x[i] > ZERO else alpha * g
             i += step
 
-    def bias_relu_forward_kernel(x, b, channels, inner, y, n):
-        # x is (N, C, inner) flattened; element i belongs to channel (i // inner) % C
-        i = cuda.grid(1)
-        step = cuda.gridsize(1)
-        while i < n:
-            v = x[i] + b[(i // inner) % channels]
-            y[i] = ZERO if v < ZERO else v
-            i += step
+    def bias_relu_forward_kernel(x, b, inner, use_bias, relu, y):
+        # x and y are (N, C*inner), possibly one array; b is read only with use_bias
+        batch, width = x.shape
+        q = cuda.grid(1)
+        while q < width:
+            bias = ZERO
+            if use_bias:
+                bias = b[int64(uint32(q) // uint32(inner))]
+            n = cuda.blockIdx.y
+            while n < batch:
+                v = x[n, q] + bias
+                if relu and v < ZERO:   # NaN is kept, as by relu_forward
+                    v = ZERO
+                y[n, q] = v
+                n += cuda.gridDim.y
+            q += cuda.gridsize(1)
+
+    def channel_major_kernel(g, y, inner, use_mask, out):
+        # g and y (N, C*inner) to out (C, N*inner); y (the ReLU's output) is read with use_mask
+        batch, width = g.shape
+        q = cuda.grid(1)
+        while q < width:
+            c = int64(uint32(q) // uint32(inner))
+            r = q - c * inner
+            n = cuda.blockIdx.y
+            while n < batch:
+                v = g[n, q]
+                if use_mask and not y[n, q] > ZERO:
+                    v = ZERO
+                out[c, n * inner + r] = v
+                n += cuda.gridDim.y
+            q += cuda.gridsize(1)
 
     return {
         "relu_forward": relu_forward_kernel,
@@ -117,6 +150,7 @@ def _make(ft):
         "leaky_relu_forward": leaky_relu_forward_kernel,
         "leaky_relu_backward": leaky_relu_backward_kernel,
         "bias_relu_forward": bias_relu_forward_kernel,
+        "channel_major": channel_major_kernel,
     }
 
 
@@ -125,7 +159,8 @@ _SIGNATURES = {
     "relu_backward": "void({f}[::1], {f}[::1], {f}[::1], int64)",
     "leaky_relu_forward": "void({f}[::1], {f}, {f}[::1], int64)",
     "leaky_relu_backward": "void({f}[::1], {f}[::1], {f}, {f}[::1], int64)",
-    "bias_relu_forward": "void({f}[::1], {f}[::1], int64, int64, {f}[::1], int64)",
+    "bias_relu_forward": "void({f}[:, ::1], {f}[::1], int64, int64, int64, {f}[:, ::1])",
+    "channel_major": "void({f}[:, ::1], {f}[:, ::1], int64, int64, {f}[:, ::1])",
 }
 
 _kernels = _launch.build_kernels(_make, _SIGNATURES)
@@ -190,17 +225,64 @@ def leaky_relu_backward(x, gy, alpha):
     return gx
 
 
-def bias_relu_forward(x, b):
-    """y = max(x + b, 0) with b (C,) broadcast over axis 1 of x (N, C) or (N, C, H, W)."""
-    _launch.check_backend("bias_relu_forward", x, b)
-    _launch.check_float("bias_relu_forward", x=x, b=b)
+def _per_channel(op, x, name="x"):
+    """(N, C*inner) view of x (N, C, ...), and inner; checks what the kernels decode in 32 bits."""
+    if x.ndim < 2:
+        raise ValueError(f"{op}: {name} must be (N, C, ...), got shape {tuple(x.shape)}")
+    width = math.prod(x.shape[1:])
+    _launch.check_32bit(op, **{"C*H*W (one sample)": width})
+    return x.reshape(x.shape[0], width), math.prod(x.shape[2:])
+
+
+def _launch_per_channel(op, dtype, view, *args):
+    N, width = view.shape
+    if N == 0 or width == 0:
+        return
+    threads = _launch.block(THREADS)
+    grid = (_launch.stride_blocks(width, threads), _launch.grid_dim(N))
+    _launch.launch(_kernels.get((op, dtype)), grid, threads, *args)
+
+
+def bias_relu_forward(x, b, relu=True, out=None):
+    """y = max(x + b, 0) with b (C,) along axis 1 of x (N, C) or (N, C, H, W), in one pass.
+
+    b None adds no bias; relu=False leaves out the ReLU (NaN is kept, as by relu_forward).
+    ``out`` (x's shape and dtype, C-contiguous) receives y; ``out=x`` works in place.
+    """
+    op = "bias_relu_forward"
+    arrays = {"x": x} if b is None else {"x": x, "b": b}
+    if out is not None:
+        arrays["out"] = out
+    _launch.check_backend(op, *arrays.values())
+    dtype = _launch.check_float(op, **arrays)
     if x.ndim not in (2, 4):
-        raise ValueError(
-            f"bias_relu_forward: x must be (N, C) or (N, C, H, W), got shape {tuple(x.shape)}")
-    _launch.check_shape("bias_relu_forward", "b", b, (x.shape[1],))
-    xp = _launch.array_module(x)
-    y = xp.empty_like(x)
-    channels = x.shape[1]
-    inner = x.size // (x.shape[0] * channels) if x.size else 1
-    _elementwise("bias_relu_forward", x, _flat(x), b, channels, inner, _flat(y))
-    return y
+        raise ValueError(f"{op}: x must be (N, C) or (N, C, H, W), got shape {tuple(x.shape)}")
+    if b is not None:
+        _launch.check_shape(op, "b", b, (x.shape[1],))
+    if out is None:
+        out = _launch.array_module(x).empty_like(x)
+    else:
+        _launch.check_shape(op, "out", out, x.shape)
+    view, inner = _per_channel(op, x)
+    # b None: any float array of the right type fills its slot (the kernel does not read it)
+    b_arg = view.reshape(-1) if b is None else b
+    _launch_per_channel(op, dtype, view, view, b_arg, inner, int(b is not None), int(bool(relu)),
+                        out.reshape(view.shape))
+    return out
+
+
+def channel_major(g, relu_y=None):
+    """(C, N, ...) copy of g (N, C, ...), zero where relu_y (a ReLU's output, g's shape) is
+    not positive: the ReLU's backward and the move to channel-major order in one pass."""
+    op = "channel_major"
+    arrays = {"g": g} if relu_y is None else {"g": g, "relu_y": relu_y}
+    _launch.check_backend(op, *arrays.values())
+    dtype = _launch.check_float(op, **arrays)
+    if relu_y is not None:
+        _launch.check_shape(op, "relu_y", relu_y, g.shape)
+    view, inner = _per_channel(op, g, "g")
+    out = _launch.array_module(g).empty((g.shape[1], g.shape[0]) + tuple(g.shape[2:]), dtype=dtype)
+    mask = view if relu_y is None else relu_y.reshape(view.shape)
+    _launch_per_channel(op, dtype, view, view, mask, inner, int(relu_y is not None),
+                        out.reshape(g.shape[1], -1))
+    return out

@@ -1,22 +1,34 @@
-"""2-D convolution (NCHW) as im2col + a matrix product, and its backward pass.
+"""2-D convolution (NCHW) as im2col + matrix products, and its backward pass.
 
-cols has shape (N, C*kh*kw, Ho*Wo): row (c, ki, kj) of sample n holds the input pixels that
-filter tap (c, ki, kj) meets at each output position (zero where the window hangs over the
-padding). Then y[n] = W.reshape(F, -1) @ cols[n] comes out in NCHW order with no transpose, and
-the array module's matmul (cuBLAS under CuPy) does the arithmetic.
+cols holds, in row (c, ki, kj) and column (n, ho, wo), the input pixel that filter tap
+(c, ki, kj) meets at output position (ho, wo) of sample n (zero where the window hangs over the
+padding). The two directions want its rows in two orders, and the kernels write either:
+
+* forward, batch-major (N, C*kh*kw, Ho*Wo): y[n] = W.reshape(F, -1) @ cols[n] is one batched
+  product whose result is NCHW already, so only the epilogue follows it (bias and ReLU, in
+  place, one pass: ``activation.bias_relu_forward``);
+* backward, tap-major (C*kh*kw, N*Ho*Wo): the weight gradient gW = gy_t @ cols.T is one GEMM
+  whose contraction runs over all N*Ho*Wo positions, instead of N per-sample products summed
+  afterwards through an (N, F, C*kh*kw) array. It needs gy_t (F, N*Ho*Wo), gy's one transposing
+  copy (output-sized; cols, the large operand, is written in this order and never copied), and
+  that copy applies the fused ReLU's mask in the same pass. The input gradient's columns
+  gcols = W.T @ gy_t come out tap-major too, which col2im reads as they are.
 
 Threads run along the output positions (gridDim.x), so a warp writes a contiguous stretch of
-cols; gridDim.y walks the (c, ki, kj) rows and gridDim.z the samples, each with a block-stride
-loop so any size fits CUDA's grid limits. col2im is the transpose as a gather: each input
+cols; gridDim.y walks the channels and gridDim.z the samples with block-stride loops, so any
+size fits CUDA's grid limits. A thread decodes its position with one 32-bit division and then
+walks its channel's kh*kw taps by counting: no integer division is left in any loop (a 64-bit
+one is a long instruction sequence on the GPU). col2im is the transpose as a gather: each input
 pixel sums the entries of cols that came from it, in a fixed order, so the input gradient is
-deterministic and needs no atomics.
+deterministic and needs no atomics; the taps that meet a pixel are every sh-th row from the
+first one, found once per thread rather than tested tap by tap.
 """
 from __future__ import annotations
 
-import numpy as np
-from numba import cuda
+from numba import cuda, int64, uint32
 
 from . import _launch
+from . import activation as _activation
 
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward", "KERNELS"]
 
@@ -26,55 +38,77 @@ THREADS = 128
 def _make(ft):
     ZERO = ft(0)
 
-    def im2col_kernel(x, kh, kw, sh, sw, top, left, wo_count, cols):
+    def im2col_kernel(x, kh, kw, sh, sw, top, left, wo_count, n_step, row_step, cols):
+        # cols is (rows, Ho*Wo); tap row t of sample n is row n * n_step + t * row_step
         p = cuda.grid(1)
-        batch, _, height, width = x.shape
-        rows = cols.shape[1]
-        if p < cols.shape[2]:
-            ho = p // wo_count
+        batch, channels, height, width = x.shape
+        if p < cols.shape[1]:
+            ho = int64(uint32(p) // uint32(wo_count))   # the launcher keeps Ho*Wo < 2**31
             wo = p - ho * wo_count
+            h0 = ho * sh - top
+            w0 = wo * sw - left
             taps = kh * kw
-            for n in range(cuda.blockIdx.z, batch, cuda.gridDim.z):
-                for row in range(cuda.blockIdx.y, rows, cuda.gridDim.y):
-                    c = row // taps
-                    k = row - c * taps
-                    ki = k // kw
-                    kj = k - ki * kw
-                    h = ho * sh - top + ki
-                    w = wo * sw - left + kj
-                    if 0 <= h < height and 0 <= w < width:
-                        cols[n, row, p] = x[n, c, h, w]
-                    else:
-                        cols[n, row, p] = ZERO
+            n = cuda.blockIdx.z
+            while n < batch:
+                c = cuda.blockIdx.y
+                while c < channels:
+                    dest = n * n_step + c * taps * row_step
+                    for ki in range(kh):
+                        h = h0 + ki
+                        for kj in range(kw):
+                            w = w0 + kj
+                            if 0 <= h < height and 0 <= w < width:
+                                cols[dest, p] = x[n, c, h, w]
+                            else:
+                                cols[dest, p] = ZERO
+                            dest += row_step
+                    c += cuda.gridDim.y
+                n += cuda.gridDim.z
 
-    def col2im_kernel(cols, kh, kw, sh, sw, top, left, wo_count, gx):
+    def col2im_kernel(cols, kh, kw, sh, sw, top, left, ho_count, wo_count, n_step, row_step,
+                      gx):
         q = cuda.grid(1)
         batch, channels, height, width = gx.shape
-        ho_count = cols.shape[2] // wo_count
         if q < height * width:
-            h = q // width
+            h = int64(uint32(q) // uint32(width))
             w = q - h * width
-            for n in range(cuda.blockIdx.z, batch, cuda.gridDim.z):
-                for c in range(cuda.blockIdx.y, channels, cuda.gridDim.y):
+            # window row ho meets pixel row h at tap ki = h + top - ho * sh: the taps that do
+            # are ki0, ki0 + sh, ... with windows ho0, ho0 - 1, ... (the same for columns)
+            ki0 = int64(uint32(h + top) % uint32(sh))
+            ho0 = int64(uint32(h + top) // uint32(sh))
+            kj0 = int64(uint32(w + left) % uint32(sw))
+            wo0 = int64(uint32(w + left) // uint32(sw))
+            taps = kh * kw
+            n = cuda.blockIdx.z
+            while n < batch:
+                c = cuda.blockIdx.y
+                while c < channels:
+                    base = n * n_step + c * taps * row_step
                     acc = ZERO
-                    for ki in range(kh):
-                        a = h + top - ki          # = ho * sh for the window that meets h at tap ki
-                        if a >= 0 and a % sh == 0 and a // sh < ho_count:
-                            ho = a // sh
-                            for kj in range(kw):
-                                b = w + left - kj
-                                if b >= 0 and b % sw == 0 and b // sw < wo_count:
-                                    acc += cols[n, (c * kh + ki) * kw + kj, ho * wo_count + b // sw]
+                    ki = ki0
+                    ho = ho0
+                    while ki < kh and ho >= 0:
+                        if ho < ho_count:
+                            kj = kj0
+                            wo = wo0
+                            while kj < kw and wo >= 0:
+                                if wo < wo_count:
+                                    acc += cols[base + (ki * kw + kj) * row_step,
+                                                ho * wo_count + wo]
+                                kj += sw
+                                wo -= 1
+                        ki += sh
+                        ho -= 1
                     gx[n, c, h, w] = acc
+                    c += cuda.gridDim.y
+                n += cuda.gridDim.z
 
     return {"im2col": im2col_kernel, "col2im": col2im_kernel}
 
 
 _SIGNATURES = {
-    "im2col": "void({f}[:, :, :, ::1], int64, int64, int64, int64, int64, int64, int64, "
-              "{f}[:, :, ::1])",
-    "col2im": "void({f}[:, :, ::1], int64, int64, int64, int64, int64, int64, int64, "
-              "{f}[:, :, :, ::1])",
+    "im2col": "void({f}[:, :, :, ::1], " + ", ".join(["int64"] * 9) + ", {f}[:, ::1])",
+    "col2im": "void({f}[:, ::1], " + ", ".join(["int64"] * 10) + ", {f}[:, :, :, ::1])",
 }
 
 _kernels = _launch.build_kernels(_make, _SIGNATURES)
@@ -100,31 +134,41 @@ def _output_hw(op, H, W, kh, kw, sh, sw, top, bottom, left, right):
         raise ValueError(
             f"{op}: a {kh}x{kw} window does not fit a {H}x{W} input padded by "
             f"{(top, bottom, left, right)}")
+    _launch.check_32bit(op, **{"Ho*Wo": Ho * Wo, "H*W": H * W, "H + top": H + top,
+                               "W + left": W + left})
     return Ho, Wo
 
 
-def _run(op, dtype, n_fast, rows, batch, *args):
-    """One thread per item along gridDim.x; block-stride loops over rows (y) and batch (z)."""
+def _run(op, dtype, n_fast, channels, batch, *args):
+    """One thread per item along gridDim.x; block-stride loops over channels (y) and batch (z)."""
     threads = _launch.block(THREADS)
-    grid = (_launch.blocks(n_fast, threads), _launch.grid_dim(rows), _launch.grid_dim(batch))
+    grid = (_launch.blocks(n_fast, threads), _launch.grid_dim(channels), _launch.grid_dim(batch))
     _launch.launch(_kernels.get((op, dtype)), grid, threads, *args)
 
 
-def _im2col(x, kh, kw, sh, sw, top, left, Ho, Wo):
+def _steps(N, CK, tap_major):
+    """(n_step, row_step): where tap row t of sample n sits among the rows of cols."""
+    return (1, N) if tap_major else (CK, 1)
+
+
+def _im2col(x, kh, kw, sh, sw, top, left, Ho, Wo, tap_major=False):
+    """cols (N, CK, P), or (CK, N, P) with tap_major, for CK = C*kh*kw and P = Ho*Wo."""
     xp = _launch.array_module(x)
     N, C = x.shape[:2]
-    cols = xp.empty((N, C * kh * kw, Ho * Wo), dtype=x.dtype)
-    _run("im2col", x.dtype, Ho * Wo, C * kh * kw, N,
-         x, kh, kw, sh, sw, top, left, Wo, cols)
+    CK, P = C * kh * kw, Ho * Wo
+    cols = xp.empty((CK, N, P) if tap_major else (N, CK, P), dtype=x.dtype)
+    _run("im2col", x.dtype, P, C, N,
+         x, kh, kw, sh, sw, top, left, Wo, *_steps(N, CK, tap_major), cols.reshape(-1, P))
     return cols
 
 
-def _col2im(cols, x_shape, kh, kw, sh, sw, top, left, Wo):
+def _col2im(cols, x_shape, kh, kw, sh, sw, top, left, Ho, Wo, tap_major=False):
     xp = _launch.array_module(cols)
     N, C, H, W = x_shape
     gx = xp.empty(x_shape, dtype=cols.dtype)
     _run("col2im", cols.dtype, H * W, C, N,
-         cols, kh, kw, sh, sw, top, left, Wo, gx)
+         cols.reshape(-1, Ho * Wo), kh, kw, sh, sw, top, left, Ho, Wo,
+         *_steps(N, C * kh * kw, tap_major), gx)
     return gx
 
 
@@ -160,7 +204,7 @@ def col2im(cols, x_shape, kh, kw, stride, pads):
     N, C, H, W = x_shape
     Ho, Wo = _output_hw(op, H, W, kh, kw, sh, sw, top, bottom, left, right)
     _launch.check_shape(op, "cols", cols, (N, C * kh * kw, Ho * Wo))
-    return _col2im(cols, x_shape, kh, kw, sh, sw, top, left, Wo)
+    return _col2im(cols, x_shape, kh, kw, sh, sw, top, left, Ho, Wo)
 
 
 def _check_conv(op, x, W, b=None, gy=None):
@@ -180,8 +224,9 @@ def _check_conv(op, x, W, b=None, gy=None):
         _launch.check_shape(op, "b", b, (W.shape[0],))
 
 
-def conv2d_forward(x, W, b, stride, pads):
-    """y (N, F, Ho, Wo) = conv(x (N, C, H, W), W (F, C, kh, kw)) + b (F,) or no bias."""
+def conv2d_forward(x, W, b, stride, pads, relu=False):
+    """y (N, F, Ho, Wo) = conv(x (N, C, H, W), W (F, C, kh, kw)) + b (F,) or no bias, then
+    max(y, 0) with relu: bias and ReLU in one pass over y, in place, after the product."""
     op = "conv2d_forward"
     _check_conv(op, x, W, b)
     F, C, kh, kw = W.shape
@@ -190,15 +235,17 @@ def conv2d_forward(x, W, b, stride, pads):
     Ho, Wo = _output_hw(op, H, Wd, kh, kw, sh, sw, top, bottom, left, right)
     xp = _launch.array_module(x)
     cols = _im2col(x, kh, kw, sh, sw, top, left, Ho, Wo)
-    y = xp.matmul(W.reshape(F, C * kh * kw), cols)        # (N, F, Ho*Wo)
-    if b is not None:
-        y += b.reshape(1, F, 1)
-    return y.reshape(N, F, Ho, Wo)
+    y = xp.matmul(W.reshape(F, C * kh * kw), cols).reshape(N, F, Ho, Wo)
+    if b is not None or relu:
+        _activation.bias_relu_forward(y, b, relu=relu, out=y)
+    return y
 
 
-def conv2d_backward(x, W, gy, stride, pads, need_x_grad=True):
+def conv2d_backward(x, W, gy, stride, pads, need_x_grad=True, relu_y=None):
     """(gx, gW, gb) for y = conv2d_forward(x, W, b, stride, pads) and upstream gradient gy.
 
+    relu_y: the output of conv2d_forward(..., relu=True), whose ReLU gy then passes back
+    through (its mask is applied in the copy the weight gradient needs anyway).
     gx is None when need_x_grad is false (a first layer needs no input gradient).
     """
     op = "conv2d_backward"
@@ -208,14 +255,21 @@ def conv2d_backward(x, W, gy, stride, pads, need_x_grad=True):
     N, _, H, Wd = x.shape
     Ho, Wo = _output_hw(op, H, Wd, kh, kw, sh, sw, top, bottom, left, right)
     _launch.check_shape(op, "gy", gy, (N, F, Ho, Wo))
+    if relu_y is not None:
+        _launch.check_backend(op, gy, relu_y)
+        _launch.check_float(op, gy=gy, relu_y=relu_y)
+        _launch.check_shape(op, "relu_y", relu_y, gy.shape)
     xp = _launch.array_module(x)
-    cols = _im2col(x, kh, kw, sh, sw, top, left, Ho, Wo)
-    gy3 = gy.reshape(N, F, Ho * Wo)
-    # batched (F, P) @ (P, CK) products, summed over the batch
-    gW = xp.matmul(gy3, cols.transpose(0, 2, 1)).sum(axis=0).reshape(W.shape)
-    gb = gy3.sum(axis=(0, 2))
+    CK, NP = C * kh * kw, N * Ho * Wo
+    cols = _im2col(x, kh, kw, sh, sw, top, left, Ho, Wo, tap_major=True).reshape(CK, NP)
+    gy_t = _activation.channel_major(gy, relu_y).reshape(F, NP)
+    # one (F, N*P) @ (N*P, CK) product. cols.T is a transposed view: dot (CuPy's
+    # tensordot_core, like NumPy's) hands an F-contiguous operand to the GEMM as transposed
+    # instead of copying it
+    gW = xp.dot(gy_t, cols.T).reshape(W.shape)
+    gb = gy_t.sum(axis=1)
     gx = None
     if need_x_grad:
-        gcols = xp.ascontiguousarray(xp.matmul(W.reshape(F, C * kh * kw).T, gy3))  # (N, CK, P)
-        gx = _col2im(gcols, x.shape, kh, kw, sh, sw, top, left, Wo)
+        gcols = xp.dot(W.reshape(F, CK).T, gy_t)                     # (CK, N*P), tap-major
+        gx = _col2im(gcols, x.shape, kh, kw, sh, sw, top, left, Ho, Wo, tap_major=True)
     return gx, gW, gb

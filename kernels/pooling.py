@@ -6,12 +6,16 @@ of the max inside the window; the first max wins ties (a padded position counts 
 window of -inf values points at its first position) and a NaN wins, as in NumPy's max.
 
 The backward kernel gives one thread per input pixel, which sums the gradients of the windows
-whose argmax it is, in a fixed order: deterministic, no atomics.
+whose argmax it is, in a fixed order: deterministic, no atomics. The windows that hold a pixel
+are found once per thread (every sh-th window row from the first one), not tested one by one.
+
+Each thread decodes its position with 32-bit divisions, once; no integer division is left in
+a loop (a 64-bit one is a long instruction sequence on the GPU).
 """
 from __future__ import annotations
 
 import numpy as np
-from numba import cuda
+from numba import cuda, int64, uint32
 
 from . import _launch
 
@@ -29,12 +33,14 @@ def _make(ft):
         batch, channels, height, width = x.shape
         wo_count = y.shape[3]
         if q < y.shape[2] * wo_count:
-            ho = q // wo_count
+            ho = int64(uint32(q) // uint32(wo_count))   # the launcher keeps Ho*Wo < 2**31
             wo = q - ho * wo_count
             h0 = ho * sh - top
             w0 = wo * sw - left
-            for n in range(cuda.blockIdx.z, batch, cuda.gridDim.z):
-                for c in range(cuda.blockIdx.y, channels, cuda.gridDim.y):
+            n = cuda.blockIdx.z
+            while n < batch:
+                c = cuda.blockIdx.y
+                while c < channels:
                     best = NEG_INF
                     arg = 0
                     for ki in range(kh):
@@ -48,6 +54,8 @@ def _make(ft):
                                     arg = ki * kw + kj
                     y[n, c, ho, wo] = best
                     idx[n, c, ho, wo] = arg
+                    c += cuda.gridDim.y
+                n += cuda.gridDim.z
 
     def max_pool2d_backward_kernel(gy, idx, kh, kw, sh, sw, top, left, gx):
         q = cuda.grid(1)
@@ -55,22 +63,35 @@ def _make(ft):
         ho_count = gy.shape[2]
         wo_count = gy.shape[3]
         if q < height * width:
-            h = q // width
+            h = int64(uint32(q) // uint32(width))
             w = q - h * width
-            for n in range(cuda.blockIdx.z, batch, cuda.gridDim.z):
-                for c in range(cuda.blockIdx.y, channels, cuda.gridDim.y):
+            # window row ho holds pixel row h at ki = h + top - ho * sh: the windows that do are
+            # ho0, ho0 - 1, ... at ki0, ki0 + sh, ... (the same for columns)
+            ki0 = int64(uint32(h + top) % uint32(sh))
+            ho0 = int64(uint32(h + top) // uint32(sh))
+            kj0 = int64(uint32(w + left) % uint32(sw))
+            wo0 = int64(uint32(w + left) // uint32(sw))
+            n = cuda.blockIdx.z
+            while n < batch:
+                c = cuda.blockIdx.y
+                while c < channels:
                     acc = ZERO
-                    for ki in range(kh):
-                        a = h + top - ki          # = ho * sh for the window that has h at row ki
-                        if a >= 0 and a % sh == 0 and a // sh < ho_count:
-                            ho = a // sh
-                            for kj in range(kw):
-                                b = w + left - kj
-                                if b >= 0 and b % sw == 0 and b // sw < wo_count:
-                                    wo = b // sw
-                                    if idx[n, c, ho, wo] == ki * kw + kj:
-                                        acc += gy[n, c, ho, wo]
+                    ki = ki0
+                    ho = ho0
+                    while ki < kh and ho >= 0:
+                        if ho < ho_count:
+                            kj = kj0
+                            wo = wo0
+                            while kj < kw and wo >= 0:
+                                if wo < wo_count and idx[n, c, ho, wo] == ki * kw + kj:
+                                    acc += gy[n, c, ho, wo]
+                                kj += sw
+                                wo -= 1
+                        ki += sh
+                        ho -= 1
                     gx[n, c, h, w] = acc
+                    c += cuda.gridDim.y
+                n += cuda.gridDim.z
 
     return {"forward": max_pool2d_forward_kernel, "backward": max_pool2d_backward_kernel}
 
@@ -102,6 +123,9 @@ def _geometry(op, x_shape, kernel, stride, pads):
         raise ValueError(
             f"{op}: a {kh}x{kw} window does not fit a {x_shape[2]}x{x_shape[3]} input padded by "
             f"{(top, bottom, left, right)}")
+    H, W = x_shape[2:]
+    _launch.check_32bit(op, **{"Ho*Wo": Ho * Wo, "H*W": H * W, "H + top": H + top,
+                               "W + left": W + left})
     return kh, kw, sh, sw, top, left, Ho, Wo
 
 

@@ -141,11 +141,12 @@ class Conv2d(Function):
             from ..kernels import conv as K
             x = x if x.flags.c_contiguous else x.copy()
             W = W if W.flags.c_contiguous else W.copy()
+            if b is not None and not b.flags.c_contiguous:
+                b = b.copy()
             self._saved = (x, W)
-            y = K.conv2d_forward(x, W, b, self.stride, self.pads)
+            # bias and ReLU are the product's epilogue: one pass over y, in place
+            y = K.conv2d_forward(x, W, b, self.stride, self.pads, relu=self.relu)
             if self.relu:
-                from ..kernels import activation as KA
-                y = KA.relu_forward(y)
                 self._saved_y = y
             return y
         out_ch, _, kh, kw = W.shape
@@ -176,10 +177,9 @@ class Conv2d(Function):
             from ..kernels import conv as K
             x, W = self._saved
             gy = gy if gy.flags.c_contiguous else gy.copy()
-            if self.relu:
-                from ..kernels import activation as KA
-                gy = KA.relu_backward(self._saved_y, gy)
-            gx, gW, gb = K.conv2d_backward(x, W, gy, self.stride, self.pads, need_x_grad=need_x)
+            # the ReLU's mask rides on the transposing copy of gy the weight gradient makes
+            gx, gW, gb = K.conv2d_backward(x, W, gy, self.stride, self.pads, need_x_grad=need_x,
+                                           relu_y=self._saved_y if self.relu else None)
             if not need_x:
                 gx = None
             return (gx, gW, gb) if self.has_b else (gx, gW)

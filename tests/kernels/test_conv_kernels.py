@@ -3,7 +3,10 @@ import numpy as np
 import pytest
 
 from gpudl.backend import to_numpy
+from gpudl.kernels import _launch
 from gpudl.kernels import conv as K
+
+SIMULATED = _launch.simulated()
 
 
 def _padded(x, pads):
@@ -125,6 +128,51 @@ def test_conv2d_forward_backward(xp, dtype, rng, poison, tol, x_shape, w_shape, 
     np.testing.assert_allclose(to_numpy(gb), ref_gb, **tol)
 
 
+@pytest.mark.parametrize("x_shape,w_shape,stride,pads,bias", CASES[1:3], ids=IDS[1:3])
+def test_conv2d_relu_epilogue_forward_backward(xp, dtype, rng, poison, tol, x_shape, w_shape,
+                                               stride, pads, bias):
+    x = rng.standard_normal(x_shape).astype(dtype)
+    W = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype)
+    ref_y = np.maximum(_ref_conv(x, W, b, stride, pads), 0.0)
+    poison(ref_y.size * dtype.itemsize)
+    y = K.conv2d_forward(xp.asarray(x), xp.asarray(W), xp.asarray(b), stride, pads, relu=True)
+    np.testing.assert_allclose(to_numpy(y), ref_y, **tol)
+
+    gy = rng.standard_normal(ref_y.shape).astype(dtype)
+    # the ReLU's backward: gy passes where the output is positive
+    ref_gx, ref_gW, ref_gb = _ref_conv_backward(x, W, np.where(to_numpy(y) > 0, gy, 0.0), stride, pads)
+    gx, gW, gb = K.conv2d_backward(xp.asarray(x), xp.asarray(W), xp.asarray(gy), stride, pads,
+                                   relu_y=y)
+    np.testing.assert_allclose(to_numpy(gx), ref_gx, **tol)
+    np.testing.assert_allclose(to_numpy(gW), ref_gW, **tol)
+    np.testing.assert_allclose(to_numpy(gb), ref_gb, **tol)
+
+
+@pytest.mark.skipif(not SIMULATED, reason="runs the kernels under Numba's simulator (NUMBA_ENABLE_CUDASIM=1)")
+def test_backward_weight_gradient_is_one_gemm_over_the_batch(monkeypatch, rng):
+    """gW is one (F, N*P) @ (N*P, C*kh*kw) product whose cols operand is a transposed view
+    (a GEMM takes it as is), not N per-sample products summed, nor a copy of cols."""
+    N, C, F = 3, 2, 4
+    x = rng.standard_normal((N, C, 6, 5)).astype(np.float32)
+    W = rng.standard_normal((F, C, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal((N, F, 4, 3)).astype(np.float32)
+    products = []
+
+    def recording(product):
+        def call(a, b, *args, **kwargs):
+            products.append((a, b))
+            return product(a, b, *args, **kwargs)
+        return call
+    monkeypatch.setattr(np, "matmul", recording(np.matmul))
+    monkeypatch.setattr(np, "dot", recording(np.dot))
+    K.conv2d_backward(x, W, gy, 1, (0, 0, 0, 0))
+    CK, NP = C * 9, N * 4 * 3
+    assert [(a.shape, b.shape) for a, b in products] == [((F, NP), (NP, CK)), ((CK, F), (F, NP))]
+    cols_t = products[0][1]
+    assert cols_t.flags.f_contiguous and cols_t.base is not None, "cols was copied for the product"
+
+
 def test_backward_without_input_grad(xp, dtype, rng, tol):
     x = rng.standard_normal((2, 2, 5, 5)).astype(dtype)
     W = rng.standard_normal((3, 2, 3, 3)).astype(dtype)
@@ -160,3 +208,11 @@ def test_rejects_bad_input():
         K.col2im(np.zeros((1, 18, 8), np.float32), (1, 2, 5, 5), 3, 3, 1, (0, 0, 0, 0))
     with pytest.raises(ValueError, match="NCHW"):
         K.im2col(np.zeros((2, 5, 5), np.float32), 3, 3, 1, (0, 0, 0, 0))
+    with pytest.raises(ValueError, match=r"relu_y must have shape \(1, 3, 3, 3\)"):
+        K.conv2d_backward(x, W, np.zeros((1, 3, 3, 3), np.float32), 1, (0, 0, 0, 0),
+                          relu_y=np.zeros((1, 3, 3, 2), np.float32))
+
+
+def test_rejects_an_image_past_32_bit_positions():
+    with pytest.raises(ValueError, match=r"Ho\*Wo must be at most 2\*\*31 - 1 = 2147483647"):
+        K._output_hw("im2col", 65536, 32769, 1, 1, 1, 1, 0, 0, 0, 0)

@@ -29,6 +29,7 @@ CASES = [
     ("maxout_of_a_transposed_view", lambda x: F.maxout(x.T, 2), [(4, 3)]),
     ("leaky_relu", lambda x: F.leaky_relu(x, 0.2), [(2, 3, 5)]),
     ("maxout", lambda x: F.maxout(x, 3), [(2, 6, 3)]),
+    ("maxout_130_pieces", lambda x: F.maxout(x, 130), [(2, 260, 2)]),  # int32 argmax
     ("softmax_ce_ids", lambda x: F.softmax_cross_entropy(x, np.array([0, 4, 2])), [(3, 5)]),
     ("softmax_ce_onehot", lambda x: F.softmax_cross_entropy(x, np.eye(5, dtype=np.float32)[[1, 1, 3]]), [(3, 5)]),
     ("conv_same_stride2", lambda x, w, b: F.conv2d(x, w, b, stride=2, padding="same"), [(2, 2, 5, 6), (3, 2, 3, 2), (3,)]),
@@ -51,3 +52,28 @@ def test_gpu_branch_equals_numpy_branch(name, fn, shapes, monkeypatch):
     np.testing.assert_allclose(y_gpu, y_cpu, rtol=1e-5, atol=1e-5)
     for a, b in zip(g_gpu, g_cpu):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_gpu_conv_relu_makes_one_pass_for_bias_and_relu(monkeypatch):
+    """Conv2D(activation="relu") on the GPU: bias + ReLU are the product's epilogue (one
+    bias_relu_forward, in place, no separate ReLU), and the ReLU's backward rides on the
+    transposing copy the weight gradient makes (channel_major with the mask)."""
+    from gpudl.kernels import activation as KA
+    calls = []
+
+    def spy(name):
+        real = getattr(KA, name)
+
+        def call(*args, **kwargs):
+            calls.append((name, args, kwargs))
+            return real(*args, **kwargs)
+        monkeypatch.setattr(KA, name, call)
+    for name in ("bias_relu_forward", "channel_major", "relu_forward", "relu_backward"):
+        spy(name)
+    rng = np.random.default_rng(3)
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in [(2, 2, 4, 5), (3, 2, 3, 3), (3,)]]
+    _run(lambda x, w, b: F.conv2d(x, w, b, padding=1, activation="relu"), arrays, True, monkeypatch)
+    assert [name for name, _, _ in calls] == ["bias_relu_forward", "channel_major"]
+    (_, (y, _), fwd), (_, (_, relu_y), _) = calls
+    assert fwd["relu"] is True and fwd["out"] is y, "the epilogue runs in place on the product"
+    assert relu_y is not None, "the ReLU's mask is applied in the transposing copy"

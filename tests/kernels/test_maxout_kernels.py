@@ -27,6 +27,8 @@ CASES = [
     ((3, 10, 5), 2),      # odd inner size
     ((2, 3, 3), 1),       # one piece: identity
     ((2, 8, 33), 2),      # more outputs than the simulator's grid: the stride loop
+    ((2, 390, 2), 130),   # past int8's 127 pieces: an int32 argmax
+    ((1, 254, 70), 127),  # the most an int8 argmax holds, and the stride loop over groups
 ]
 
 
@@ -37,7 +39,7 @@ def test_forward_backward(xp, dtype, rng, poison, shape, pieces):
     poison(x.nbytes // pieces, x.size // pieces)
     y, idx = M.maxout_forward(xp.asarray(x), pieces)
     ry, ridx = _reference(x, pieces)
-    assert y.dtype == dtype and idx.dtype == np.int8
+    assert y.dtype == dtype and idx.dtype == (np.int8 if pieces <= 127 else np.int32)
     np.testing.assert_array_equal(to_numpy(y), ry)
     np.testing.assert_array_equal(to_numpy(idx), ridx)
 
@@ -63,12 +65,16 @@ def test_nan_wins_its_group(xp, dtype):
     np.testing.assert_array_equal(to_numpy(idx), ridx)  # [1, 2]
 
 
+def test_argmax_dtype_widens_past_127_pieces():
+    assert [M.argmax_dtype(k) for k in (1, 127, 128, 100000)] == [np.int8, np.int8, np.int32, np.int32]
+
+
 def test_rejects_bad_pieces():
     x = np.zeros((2, 6), np.float32)
     with pytest.raises(ValueError, match="divisible by pieces=4"):
         M.maxout_forward(x, 4)
-    with pytest.raises(ValueError, match=r"pieces must be in \[1, 127\]"):
-        M.maxout_forward(np.zeros((1, 128), np.float32), 128)
+    with pytest.raises(ValueError, match="pieces must be a positive int, got 0"):
+        M.maxout_forward(x, 0)
     with pytest.raises(TypeError, match="pieces must be an int"):
         M.maxout_forward(x, 2.0)
 
@@ -77,5 +83,7 @@ def test_rejects_bad_idx():
     gy = np.zeros((2, 3), np.float32)
     with pytest.raises(TypeError, match="idx must have dtype int8, got int32"):
         M.maxout_backward(gy, np.zeros((2, 3), np.int32), 2)
+    with pytest.raises(TypeError, match="idx must have dtype int32, got int8"):
+        M.maxout_backward(gy, np.zeros((2, 3), np.int8), 130)
     with pytest.raises(ValueError, match="idx must have shape"):
         M.maxout_backward(gy, np.zeros((2, 4), np.int8), 2)

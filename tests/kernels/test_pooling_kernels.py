@@ -44,8 +44,10 @@ CASES = [
     ((2, 2, 5, 6), (3, 2), (2, 1), (1, 0, 0, 1)),   # asymmetric kernel, stride and pads
     ((1, 1, 7, 3), (3, 3), (1, 1), (2, 1, 0, 2)),   # stride 1: every pixel in many windows
     ((1, 1, 4, 4), (2, 2), (2, 2), (2, 0, 0, 0)),   # a window made only of padding
+    ((3, 3, 7, 8), (2, 2), (3, 3), (0, 1, 1, 0)),   # stride past the kernel; more samples and
+                                                    # channels than the simulator's grid
 ]
-IDS = ["2x2s2", "3x3s2-pad1", "asymmetric", "3x3s1", "all-padding-window"]
+IDS = ["2x2s2", "3x3s2-pad1", "asymmetric", "3x3s1", "all-padding-window", "stride-over-kernel"]
 
 
 @pytest.mark.parametrize("x_shape,kernel,stride,pads", CASES, ids=IDS)
@@ -90,3 +92,8 @@ def test_rejects_bad_input():
     with pytest.raises(ValueError, match=r"gy must have shape \(1, 1, 2, 2\)"):
         P.max_pool2d_backward(np.zeros((1, 1, 3, 2), np.float32), np.zeros((1, 1, 3, 2), np.int32),
                               x.shape, 2, 2, (0, 0, 0, 0))
+
+
+def test_rejects_an_image_past_32_bit_positions():
+    with pytest.raises(ValueError, match=r"H\*W must be at most 2\*\*31 - 1"):
+        P._geometry("max_pool2d_forward", (1, 1, 65536, 32768), (65536, 32768), 1, (0, 0, 0, 0))
