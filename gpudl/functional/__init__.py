@@ -3,13 +3,17 @@ from .activation import leaky_relu, log_softmax, maxout, prelu, relu, sigmoid, s
 from .conv import conv2d
 from .dropout import dropout
 from .linear import linear
-from .loss import categorical_crossentropy, mean_squared_error, softmax_cross_entropy
+from .loss import (binary_cross_entropy, categorical_crossentropy, hinge, huber_loss, kl_divergence,
+                   mean_absolute_error, mean_squared_error, sigmoid_binary_cross_entropy,
+                   softmax_cross_entropy)
 from .pooling import avg_pool2d, max_pool2d
 from .recurrent import gru_cell, gru_sequence, lstm_cell, lstm_sequence, simple_rnn_cell, unstack
 from .shape import flatten
 
 __all__ = [
     "linear", "sigmoid", "tanh", "relu", "leaky_relu", "prelu", "maxout", "softmax", "log_softmax",
-    "softmax_cross_entropy", "mean_squared_error", "categorical_crossentropy", "dropout", "flatten",
+    "softmax_cross_entropy", "mean_squared_error", "categorical_crossentropy", "binary_cross_entropy",
+    "sigmoid_binary_cross_entropy", "mean_absolute_error", "huber_loss", "hinge", "kl_divergence",
+    "dropout", "flatten",
     "conv2d", "max_pool2d", "avg_pool2d", "simple_rnn_cell", "lstm_cell", "lstm_sequence", "gru_cell", "gru_sequence", "unstack",
 ]
