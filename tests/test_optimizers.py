@@ -112,8 +112,12 @@ def test_clipvalue_and_clipnorm():
 
 def test_names_and_errors():
     assert isinstance(optimizers.get("adam"), optimizers.Adam)
-    with pytest.raises(ValueError, match=r"unknown optimizer 'adamw': expected one of 'sgd', 'adagrad', 'rmsprop', 'adam'"):
-        optimizers.get("adamw")
+    for name, cls in (("adamw", optimizers.AdamW), ("nadam", optimizers.Nadam), ("adadelta", optimizers.Adadelta),
+                      ("RMSprop", optimizers.RMSProp)):
+        assert type(optimizers.get(name)) is cls
+    with pytest.raises(ValueError, match=r"unknown optimizer 'adamax': expected one of 'sgd', 'adagrad', "
+                                         r"'rmsprop', 'adam', 'adamw', 'nadam', 'adadelta'"):
+        optimizers.get("adamax")
     with pytest.raises(ValueError, match=r"SGD expected learning_rate > 0.0, got -1"):
         optimizers.SGD(-1)
     with pytest.raises(ValueError, match=r"momentum in \[0, 1\), got 1.5"):
