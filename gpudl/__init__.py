@@ -3,7 +3,8 @@
 Importing gpudl touches no GPU, network or disk: CuPy and Numba load only when the CuPy
 backend is asked for.
 """
-from . import augment, backend, callbacks, datasets, functional, initializers, layers, optimizers, regularizers
+from . import (augment, backend, callbacks, data, datasets, functional, initializers, layers, losses, metrics,
+               optimizers, regularizers, training)
 from .autograd import Function, Parameter, Tensor, enable_grad, no_grad
 from .backend import get_backend, set_backend, to_numpy
 from .errors import BackendUnavailableError, DatasetError, GpudlError, GradcheckError, ModelFileError
@@ -16,5 +17,6 @@ __all__ = [
     "Tensor", "Parameter", "Function", "no_grad", "enable_grad", "set_backend", "get_backend",
     "to_numpy", "set_seed", "backend", "functional", "layers", "optimizers", "regularizers",
     "initializers", "BackendUnavailableError", "ModelFileError", "DatasetError", "GpudlError",
-    "GradcheckError", "Sequential", "load_model", "callbacks", "datasets", "augment",
+    "GradcheckError", "Sequential", "load_model", "callbacks", "datasets", "augment", "losses", "metrics",
+    "data", "training",
 ]

@@ -58,7 +58,7 @@ def cmd_hello(args):
     model.fit(xtr, ytr, batch_size=args.batch_size, epochs=epochs, validation_split=0.1,
               verbose=args.verbose)
     elapsed = time.perf_counter() - t0
-    res = model.evaluate(xte, yte)
+    res = model.evaluate(xte, yte, return_dict=True)
     print(f"trained {epochs} epochs in {elapsed:.1f} s on {name}")
     print(f"test loss: {res['loss']:.4f}")
     print(f"test accuracy: {res['accuracy']:.4f}")
@@ -89,7 +89,7 @@ def cmd_train(args):
     history = model.fit(xtr, ytr, batch_size=args.batch_size, epochs=args.epochs,
                         validation_data=(xte, yte), verbose=args.verbose)
     elapsed = time.perf_counter() - t0
-    res = model.evaluate(xte, yte)
+    res = model.evaluate(xte, yte, return_dict=True)
     print(f"{args.model} on {args.dataset}: {args.epochs} epochs in {elapsed:.1f} s "
           f"({elapsed / args.epochs:.2f} s/epoch); test loss {res['loss']:.4f}, "
           f"test accuracy {res['accuracy']:.4f}")

@@ -55,7 +55,7 @@ def square_error_vs_cross_entropy(epochs=10, seed=0):
         m = _mlp(64, 2, "sigmoid")
         m.compile(optimizers.SGD(0.5), loss, ["accuracy"])
         h = m.fit(xtr, ytr, batch_size=32, epochs=epochs, verbose=0)
-        out[loss] = (h.history["accuracy"], m.evaluate(xte, yte)["accuracy"])
+        out[loss] = (h.history["accuracy"], m.evaluate(xte, yte, return_dict=True)["accuracy"])
     _table(["loss", "train acc by epoch", "test acc"],
            [[k, " ".join(f"{a:.2f}" for a in v[0]), f"{v[1]:.3f}"] for k, v in out.items()])
     print("cross entropy learns faster: its gradient does not vanish when the output saturates.")
@@ -77,7 +77,7 @@ def sigmoid_vs_relu(depth=8, epochs=10, seed=0):
         F.softmax_cross_entropy(m.forward(Tensor(xtr[:256]), logits=True), ytr[:256]).backward()
         norms = [float(np.abs(l.W.grad).mean()) for l in m.layers]
         m.fit(xtr, ytr, batch_size=32, epochs=epochs, verbose=0)
-        acc = m.evaluate(xte, yte)["accuracy"]
+        acc = m.evaluate(xte, yte, return_dict=True)["accuracy"]
         out[act] = {"first_layer_grad": norms[0], "last_layer_grad": norms[-1], "test_accuracy": acc}
         rows.append([act, f"{norms[0]:.2e}", f"{norms[-1]:.2e}", f"{acc:.3f}"])
     _table(["activation", "mean |dL/dW| layer 1", f"layer {depth + 1}", "test acc"], rows)
@@ -96,7 +96,7 @@ def minibatch_vs_fullbatch(epochs=20, seed=0):
         t0 = time.perf_counter()
         m.fit(xtr, ytr, batch_size=bs, epochs=epochs, verbose=0)
         dt = (time.perf_counter() - t0) / epochs
-        acc = m.evaluate(xte, yte)["accuracy"]
+        acc = m.evaluate(xte, yte, return_dict=True)["accuracy"]
         out[bs] = acc
         rows.append([label, f"{dt * 1000:.1f} ms", f"{acc:.3f}"])
     _table(["updates", "time per epoch", "test acc"], rows)
@@ -116,8 +116,8 @@ def dropout_demo(epochs=60, seed=0, train_size=500):
         m = _mlp(512, 3, "relu", dropout=rate)
         m.compile(optimizers.Adam(1e-3), "categorical_crossentropy", ["accuracy"])
         m.fit(xtr, ytr, batch_size=32, epochs=epochs, verbose=0)
-        tr = m.evaluate(xtr, ytr)
-        te = m.evaluate(xte, yte)
+        tr = m.evaluate(xtr, ytr, return_dict=True)
+        te = m.evaluate(xte, yte, return_dict=True)
         out[rate] = {"train_loss": tr["loss"], "test_loss": te["loss"], "test_accuracy": te["accuracy"]}
         rows.append([f"{rate:.1f}", f"{tr['loss']:.3f}", f"{te['loss']:.3f}", f"{te['accuracy']:.3f}"])
     _table(["dropout", "train loss", "test loss", "test acc"], rows)
@@ -142,7 +142,7 @@ def optimizers_demo(epochs=5, seed=0):
         m = _mlp(64, 2, "relu")
         m.compile(make(), "categorical_crossentropy", ["accuracy"])
         h = m.fit(xtr, ytr, batch_size=32, epochs=epochs, verbose=0)
-        acc = m.evaluate(xte, yte)["accuracy"]
+        acc = m.evaluate(xte, yte, return_dict=True)["accuracy"]
         out[label] = {"loss": h.history["loss"], "test_accuracy": acc}
         rows.append([label, " ".join(f"{v:.3f}" for v in h.history["loss"]), f"{acc:.3f}"])
     _table(["optimizer", "training loss by epoch", "test acc"], rows)

@@ -195,7 +195,7 @@ def fit_beside(model, data, twin=None, *, epochs, batch_size, learning_rate=1e-3
     timer = EpochTimer(peer, out=say)
     model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, shuffle=True,
               callbacks=[timer], verbose=0, seed=seed)
-    scores = model.evaluate(x_test, y_test, batch_size=500)
+    scores = model.evaluate(x_test, y_test, batch_size=500, return_dict=True)
     say(f"test accuracy: {scores['accuracy']:.4f}  (test loss {scores['loss']:.4f})")
     summary = timer.summary()
     if peer is None:

@@ -2,12 +2,17 @@
 Tensor added to the loss, so its gradient reaches the weights through the autograd."""
 from __future__ import annotations
 
+import math
+import numbers
+
 __all__ = ["Regularizer", "L1", "L2", "L1L2", "get"]
 
 
-def _check(name, v):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-        raise ValueError(f"{name} expected a non-negative number, got {v!r}")
+def _check(cls, arg, v):
+    # NaN passes a plain `v < 0` test and would turn every loss, and so every weight, into NaN
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0:
+        raise ValueError(f"{cls} expected a non-negative number, got {v!r} for {arg} "
+                         "(a penalty factor must be finite and >= 0)")
     return float(v)
 
 
@@ -23,7 +28,7 @@ class L1(Regularizer):
     """l * sum(|w|)."""
 
     def __init__(self, l1=0.01):
-        self.l1 = _check("L1", l1)
+        self.l1 = _check("L1", "l1", l1)
 
     def __call__(self, w):
         return w.abs().sum() * self.l1
@@ -33,7 +38,7 @@ class L2(Regularizer):
     """l * sum(w^2) (Keras' convention: no 1/2)."""
 
     def __init__(self, l2=0.01):
-        self.l2 = _check("L2", l2)
+        self.l2 = _check("L2", "l2", l2)
 
     def __call__(self, w):
         return (w * w).sum() * self.l2
@@ -41,8 +46,8 @@ class L2(Regularizer):
 
 class L1L2(Regularizer):
     def __init__(self, l1=0.0, l2=0.0):
-        self.l1 = _check("L1L2 l1", l1)
-        self.l2 = _check("L1L2 l2", l2)
+        self.l1 = _check("L1L2", "l1", l1)
+        self.l2 = _check("L1L2", "l2", l2)
 
     def __call__(self, w):
         out = None

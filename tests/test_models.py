@@ -33,24 +33,24 @@ def test_mlp_learns_digits_and_reports_metrics():
     h = m.fit(xtr, ytr, batch_size=32, epochs=8, validation_split=0.1, verbose=0)
     assert set(h.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert h.history["loss"][-1] < h.history["loss"][0]
-    res = m.evaluate(xte, yte)
+    res = m.evaluate(xte, yte, return_dict=True)
     assert res["accuracy"] > 0.93
     p = m.predict(xte[:5])
     assert p.shape == (5, 10) and np.allclose(p.sum(1), 1, atol=1e-5)
     # one-hot labels train the same way
-    assert m.evaluate(xte, np.eye(10)[yte])["loss"] == pytest.approx(res["loss"], rel=1e-6)
+    assert m.evaluate(xte, np.eye(10)[yte], return_dict=True)["loss"] == pytest.approx(res["loss"], rel=1e-6)
 
 
 def test_each_epoch_draws_a_fresh_shuffle(monkeypatch):
     seen = []
     m = small_mlp(n_in=4)
-    orig = m._step
+    orig = m.train_step
 
-    def spy(xb, yb, check_finite):
-        seen.append(xb[:, 0].copy())
-        return orig(xb, yb, check_finite)
+    def spy(data, check_finite=False):
+        seen.append(data[0][:, 0].copy())
+        return orig(data, check_finite)
 
-    monkeypatch.setattr(m, "_step", spy)
+    monkeypatch.setattr(m, "train_step", spy)
     x = np.arange(40, dtype=np.float32).reshape(10, 4)
     m.fit(x, np.arange(10) % 10, batch_size=10, epochs=3, verbose=0, seed=1)
     orders = [tuple(s) for s in seen]
@@ -249,7 +249,7 @@ def test_augmentation_from_fit():
 
     m.fit(xtr, ytr, batch_size=32, epochs=3, verbose=0, augment=counting)
     assert len(calls) == 3 * int(np.ceil(len(xtr) / 32)) and min(calls) > 0  # every batch, changed
-    assert m.evaluate(xte, yte)["accuracy"] > 0.7  # 8x8 digits: a 1-pixel shift is a big change
+    assert m.evaluate(xte, yte, return_dict=True)["accuracy"] > 0.7  # 8x8 digits: a 1-pixel shift is a big change
 
 
 def test_corrupt_model_file_raises_model_file_error(tmp_path):

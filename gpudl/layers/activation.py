@@ -15,8 +15,11 @@ class ReLU(Layer):
 
 
 class Sigmoid(Layer):
-    def forward(self, x):
-        return F.sigmoid(x)
+    def forward(self, x, logits=False):
+        return x if logits else F.sigmoid(x)
+
+    def output_activation(self):
+        return "sigmoid"
 
 
 class Tanh(Layer):
@@ -29,8 +32,16 @@ class Softmax(Layer):
         super().__init__(name)
         self.axis = int(axis)
 
-    def forward(self, x):
+    def forward(self, x, logits=False):
+        self._ndim = x.ndim
+        if logits and self.output_activation():
+            return x
         return F.softmax(x, self.axis)
+
+    def output_activation(self):
+        # fused cross entropy normalises over the last axis: only a softmax over that one fuses
+        last = self.axis == -1 or self.axis == getattr(self, "_ndim", 0) - 1
+        return "softmax" if last else None
 
     def get_config(self):
         return {"name": self.name, "axis": self.axis}
@@ -114,8 +125,12 @@ class Activation(Layer):
             raise ValueError(f"Activation layer takes an activation name, got {activation!r}")
         self.activation = activation
 
-    def forward(self, x):
-        return self._act(x)
+    def forward(self, x, logits=False):
+        return x if logits and self.output_activation() else self._act(x)
+
+    def output_activation(self):
+        name = self.activation.lower()
+        return name if name in ("softmax", "sigmoid") else None
 
     def get_config(self):
         return {"name": self.name, "activation": self.activation}

@@ -89,6 +89,8 @@ class Layer:
         self.input_spec: InputSpec | None = None
         self._params: dict[str, Parameter] = {}
         self.dtype = None
+        self._trainable = True
+        self._losses: list = []
 
     # ---- description ----------------------------------------------------------------
     def __repr__(self):
@@ -123,11 +125,88 @@ class Layer:
         return []
 
     def params(self) -> list:
-        """Every Parameter of this layer and its sublayers, in a fixed order."""
-        out = list(self._params.values())
-        for sub in self.sublayers():
-            out.extend(sub.params())
+        """Every Parameter of this layer and its sublayers, in a fixed order, each once (a
+        layer reached twice, shared or reused inside Residual, adds its Parameters once)."""
+        out, seen = [], set()
+        for p in self._own_and_nested_params():
+            if id(p) not in seen:
+                seen.add(id(p))
+                out.append(p)
         return out
+
+    def _own_and_nested_params(self):
+        yield from self._params.values()
+        for sub in self.sublayers():
+            yield from sub.params()
+
+    # ---- trainable or frozen ----------------------------------------------------------
+    @property
+    def trainable(self) -> bool:
+        """False freezes the layer and every layer inside it: no update, counted as non-trainable."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        self._trainable = bool(value)
+        for sub in self.sublayers():
+            sub.trainable = value
+
+    def trainable_params(self) -> list:
+        """The Parameters an optimizer updates: those of trainable layers, each once."""
+        frozen = {id(p) for p in self.non_trainable_params()}
+        return [p for p in self.params() if id(p) not in frozen]
+
+    def non_trainable_params(self) -> list:
+        """Parameters of frozen layers, and those marked ``trainable = False`` (moving statistics)."""
+        out, seen = [], set()
+
+        def walk(layer, frozen):
+            frozen = frozen or not layer.trainable
+            for p in layer._params.values():
+                if (frozen or not getattr(p, "trainable", True)) and id(p) not in seen:
+                    seen.add(id(p))
+                    out.append(p)
+            for sub in layer.sublayers():
+                walk(sub, frozen)
+        walk(self, False)
+        return out
+
+    @property
+    def trainable_weights(self) -> list:
+        return self.trainable_params()
+
+    @property
+    def non_trainable_weights(self) -> list:
+        return self.non_trainable_params()
+
+    # ---- extra loss terms -------------------------------------------------------------
+    def add_loss(self, loss) -> None:
+        """Add a scalar term (a Tensor, e.g. a VAE's KL divergence) to the training loss of
+        the model this layer runs in; call it inside ``forward``. Terms last until the next
+        forward pass of the model."""
+        if not isinstance(loss, Tensor):
+            raise TypeError(f"{self.describe()}.add_loss expected a scalar Tensor, got {type(loss).__name__}")
+        if loss.size != 1:
+            raise ValueError(f"{self.describe()}.add_loss expected a scalar Tensor, got shape {loss.shape}")
+        self._losses.append(loss if loss.ndim == 0 else loss.reshape(()))
+
+    @property
+    def losses(self) -> list:
+        """The terms added with ``add_loss`` by this layer and the layers inside it."""
+        out = list(self._losses)
+        for sub in self.sublayers():
+            out.extend(sub.losses)
+        return out
+
+    def _clear_losses(self) -> None:
+        self._losses = []
+        for sub in self.sublayers():
+            sub._clear_losses()
+
+    def output_activation(self):
+        """The final activation this layer applies and ``forward(x, logits=True)`` leaves out
+        ("softmax" or "sigmoid"), or None: lets a loss train fused on the logits."""
+        return None
 
     def train(self, mode: bool = True) -> "Layer":
         self.training = mode

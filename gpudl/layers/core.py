@@ -41,9 +41,13 @@ class Dense(Layer):
         self.input_spec = InputSpec(min_ndim=2, axes={-1: n_in})
 
     def forward(self, x, logits=False):
-        """``logits=True`` skips the activation (the fused softmax + cross entropy path)."""
+        """``logits=True`` skips a final softmax or sigmoid (the losses fused on logits)."""
         z = F.linear(x, self.W, self.b if self.use_bias else None)
-        return z if logits else self._act(z)
+        return z if logits and self.output_activation() else self._act(z)
+
+    def output_activation(self):
+        name = self.activation.lower() if isinstance(self.activation, str) else None
+        return name if name in ("softmax", "sigmoid") else None
 
     def get_config(self):
         return {"name": self.name, "units": self.units, "activation": _act_name(self, self.activation),

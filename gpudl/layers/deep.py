@@ -86,11 +86,23 @@ class Residual(Layer):
 
     def get_config(self):
         return {"name": self.name,
-                "layers": [{"class": type(layer).__name__, "config": layer.get_config()} for layer in self.layers]}
+                # a layer used twice is written once and then referred to: loading keeps it shared
+                "layers": [{"same_as": next(j for j, o in enumerate(self.layers) if o is layer)}
+                           if any(o is layer for o in self.layers[:i]) else
+                           {"class": type(layer).__name__, "config": layer.get_config()}
+                           for i, layer in enumerate(self.layers)]}
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         specs = config.pop("layers")
-        inner = [get_layer_class(s["class"]).from_config(s["config"]) for s in specs]
+        inner = []
+        for s in specs:
+            if "same_as" in s:
+                j = s["same_as"]
+                if not isinstance(j, int) or not 0 <= j < len(inner):
+                    raise ValueError(f"Residual config: 'same_as' must name an earlier layer, got {j!r}")
+                inner.append(inner[j])
+            else:
+                inner.append(get_layer_class(s["class"]).from_config(s["config"]))
         return cls(*inner, **config)

@@ -90,4 +90,4 @@ def test_kernel_regularizer_is_added_to_the_training_loss():
     reg.compile("sgd", "mse")
     np.testing.assert_array_equal(plain.layers[0].W.data, reg.layers[0].W.data)
     penalty = float((reg.layers[0].W.data ** 2).sum())
-    assert reg.evaluate(x, y)["loss"] == pytest.approx(plain.evaluate(x, y)["loss"] + penalty, rel=1e-5)
+    assert reg.evaluate(x, y, return_dict=True)["loss"] == pytest.approx(plain.evaluate(x, y, return_dict=True)["loss"] + penalty, rel=1e-5)

@@ -31,13 +31,8 @@ class _Runtime:
 runtime = _Runtime()
 
 
-class Stream:
-    """Work runs at once on the host: synchronising only counts."""
-
-    null = None
-
-    def __init__(self, null=False, non_blocking=False, ptr=0):
-        self.ptr = ptr
+class _Queue:
+    """What Stream and Device share: work runs at once on the host, so synchronising only counts."""
 
     def synchronize(self):
         from . import _count
@@ -51,6 +46,13 @@ class Stream:
 
     def __exit__(self, *exc):
         return False
+
+
+class Stream(_Queue):
+    null = None
+
+    def __init__(self, null=False, non_blocking=False, ptr=0):
+        self.ptr = ptr
 
 
 Stream.null = Stream()
@@ -61,23 +63,10 @@ def get_current_stream(device_id=None):
     return _current
 
 
-class Device:
+class Device(_Queue):
     def __init__(self, device=0):
         self.id = int(device)
         self.compute_capability = "90"
-
-    def synchronize(self):
-        from . import _count
-        _count("sync")
-
-    def use(self):
-        return self
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 class Event:
