@@ -171,8 +171,11 @@ KERNELS = _kernels.listing()
 
 
 def _threads(cols: int) -> int:
-    # about eight columns per thread, a power of two between a warp and MAX_THREADS
-    return min(MAX_THREADS, max(32, _launch.next_pow2(math.ceil(cols / 8))))
+    # about eight columns per thread, a power of two between a warp and MAX_THREADS; under the
+    # simulator (each thread a Python thread, each barrier a rendezvous of them all) from 4:
+    # the tree and the four-wide loads take the same paths with fewer threads
+    low = 4 if _launch.simulated() else 32
+    return min(MAX_THREADS, max(low, _launch.next_pow2(math.ceil(cols / 8))))
 
 
 def softmax_cross_entropy(logits, labels):
