@@ -261,10 +261,16 @@ class Trainer:
         xp = backend.get_array_module(y)
         ids = y if y.ndim == 1 or (y.ndim > 1 and y.dtype.kind in "iu") else y.argmax(axis=-1)
         top = max(class_weight) + 1
-        table = np.ones(top, dtype=np.float32)
-        for k, v in class_weight.items():
-            table[k] = v
-        table = xp.asarray(table) if xp is not np else table
+        key = (id(class_weight), xp.__name__)
+        cached = self.__dict__.get("_class_table")
+        if cached is not None and cached[0] == key:
+            table = cached[1]  # on the device once per fit, not once per step
+        else:
+            table = np.ones(top, dtype=np.float32)
+            for k, v in class_weight.items():
+                table[k] = v
+            table = xp.asarray(table) if xp is not np else table
+            self.__dict__["_class_table"] = (key, table)
         w = table[xp.clip(ids, 0, top - 1)]
         if w.ndim > 1:
             w = w.mean(axis=tuple(range(1, w.ndim)))
@@ -300,7 +306,10 @@ class Trainer:
         finally:
             cbl.on_train_end({})
             plan.iterator.close()
+            if plan.validation is not None:
+                plan.validation.close()
             self._plan = None  # drops the references to this fit's (device) data
+            self.__dict__.pop("_class_table", None)
             self.training_state.resumed_from = self.training_state.checkpoint = None
         return history
 
@@ -391,8 +400,8 @@ class Trainer:
 
     def _evaluate_logs(self, data, batch_size, steps=None):
         """{"loss": ..., metric: ...} over ``data``: an EpochIterator, or (x, y[, sw])."""
-        it = data if isinstance(data, EpochIterator) else \
-            self._eval_iterator(*unpack(data), batch_size, steps, "evaluate")
+        owned = not isinstance(data, EpochIterator)
+        it = self._eval_iterator(*unpack(data), batch_size, steps, "evaluate") if owned else data
         training = self.training
         self.train(False)
         sums = _Sums(self.compiled_metrics)
@@ -406,6 +415,8 @@ class Trainer:
                 self.compiled_metrics.update(yb, y_pred, swb)
         finally:
             self.train(training)
+            if owned:
+                it.close()
         if sums.count == 0:
             raise ValueError("evaluate: the data gave no batch")
         return sums.logs()
