@@ -20,6 +20,7 @@ from .training.epoch_iterator import as_array
 __all__ = ["Sequential", "load_model"]
 
 FORMAT = "gpudl-model"
+WEIGHTS_FORMAT = "gpudl-weights"
 FORMAT_VERSION = 1
 
 
@@ -29,10 +30,10 @@ class Sequential(Trainer, Layer):
     def __init__(self, layers=None, input_shape=None, name=None):
         super().__init__(name)
         self.layers: list[Layer] = []
-        for layer in layers or []:
-            self.add(layer)
         self.input_shape = None if input_shape is None else self._check_input_shape(input_shape)
         self._output_shapes = None
+        for layer in layers or []:
+            self.add(layer)
 
     @staticmethod
     def _check_input_shape(shape):
@@ -51,8 +52,44 @@ class Sequential(Trainer, Layer):
             raise TypeError(f"Sequential.add expected a gpudl layer, got {type(layer).__name__}")
         if any(layer is l for l in self.layers):
             raise ValueError(f"{layer.describe()} is already in this model")
+        declared = layer.declared_input_shape
+        if declared is not None and not self.layers:
+            # Keras 2: Dense(500, input_dim=784) as the first layer gives the model its input shape
+            if self.input_shape is None:
+                self.input_shape = tuple(declared)
+            elif tuple(declared) != tuple(self.input_shape):
+                raise ValueError(f"{layer.describe()} was given input_shape {tuple(declared)}, but "
+                                 f"{self.describe()} has input_shape {tuple(self.input_shape)}")
         self.layers.append(layer)
         self.built = False
+
+    def pop(self) -> Layer:
+        """Remove the last layer and return it (Keras' ``pop``); the model rebuilds on next use."""
+        if not self.layers:
+            raise ValueError(f"{self.describe()} has no layers to pop")
+        layer = self.layers.pop()
+        self.built, self._output_shapes = False, None
+        return layer
+
+    def get_layer(self, name=None, index=None) -> Layer:
+        """A layer by ``name`` or by position ``index`` (Keras' ``get_layer``)."""
+        if name is not None and index is not None:
+            raise ValueError(f"{self.describe()}.get_layer: pass a layer name or an index, not both")
+        if index is not None:
+            if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+                raise ValueError(f"{self.describe()}.get_layer expected an integer index, got {index!r}")
+            n = len(self.layers)
+            if not -n <= index < n:
+                raise ValueError(f"{self.describe()}.get_layer: index {index} is out of range for a model "
+                                 f"with {n} layers")
+            return self.layers[index]
+        if name is not None:
+            for layer in self.layers:
+                if layer.name == name:
+                    return layer
+            names = ", ".join(repr(l.name) for l in self.layers) or "none"
+            raise ValueError(f"{self.describe()}.get_layer: no layer named {name!r}; the layers are {names}")
+        raise ValueError(f"{self.describe()}.get_layer: pass a layer name or an index")
 
     def sublayers(self):
         return list(self.layers)
@@ -83,6 +120,11 @@ class Sequential(Trainer, Layer):
                 h = layer(h)
                 shapes.append(h.shape[1:])
         self.train(training)
+        for i in range(1, len(self.layers)):
+            declared = self.layers[i].declared_input_shape
+            if declared is not None and tuple(declared) != tuple(shapes[i - 1]):
+                raise ValueError(f"{self.layers[i].describe()} was given input_shape {tuple(declared)}, but "
+                                 f"the layer before it outputs shape {tuple(shapes[i - 1])}")
         self._output_shapes = shapes
         self.built = True
         self.dtype = self.layers[0].dtype
@@ -152,21 +194,36 @@ class Sequential(Trainer, Layer):
     def count_params(self) -> int:
         return sum(int(p.size) for p in self.params())
 
-    # ---- weights ----------------------------------------------------------------------
-    def get_weights(self) -> list:
-        """Host copies of every parameter, in ``params()`` order."""
-        return [backend.to_numpy(p.data).copy() for p in self.params()]
-
-    def set_weights(self, weights) -> None:
+    # ---- weights (get_weights / set_weights come from Layer) ---------------------------
+    def save_weights(self, path) -> None:
+        """Only the parameters, in ``params()`` order, in gpudl's checksummed atomic file."""
+        from . import io
+        if not self.built:
+            self.build()
         params = self.params()
-        weights = list(weights)
-        if len(weights) != len(params):
-            raise ValueError(f"set_weights expected {len(params)} arrays, got {len(weights)}")
-        for p, w in zip(params, weights):
-            w = backend.to_numpy(w)
-            if tuple(w.shape) != p.shape:
-                raise ValueError(f"set_weights: parameter {p.name} expected shape {p.shape}, got {tuple(w.shape)}")
-            p.data[...] = backend.to_backend(w.astype(p.dtype, copy=False), backend.backend_of(p.data))
+        arrays = {f"param/{i}": backend.to_numpy(p.data) for i, p in enumerate(params)}
+        meta = {"format": WEIGHTS_FORMAT, "version": FORMAT_VERSION,
+                "shapes": [list(p.shape) for p in params], "names": [p.name for p in params]}
+        io.save_file(path, arrays, meta)
+
+    def load_weights(self, path) -> None:
+        """Parameters from ``save_weights`` (or a whole-model file): raises ModelFileError when the
+        file does not match this architecture, naming expected and found shapes."""
+        from . import io
+        meta, arrays = io.load_file(path)
+        if meta.get("format") not in (WEIGHTS_FORMAT, FORMAT):
+            raise ModelFileError(f"{path}: expected a {WEIGHTS_FORMAT!r} file, got format {meta.get('format')!r}")
+        if not self.built:
+            self.build()
+        params = self.params()
+        found = sorted((k for k in arrays if k.startswith("param/")), key=lambda k: (len(k), k))
+        expected = [tuple(p.shape) for p in params]
+        got = [tuple(arrays[k].shape) for k in found]
+        if found != [f"param/{i}" for i in range(len(params))] or got != expected:
+            raise ModelFileError(f"{path}: the weights do not fit {self.describe()}: expected {len(expected)} "
+                                 f"parameters of shapes {expected}, got {len(got)} of shapes {got}")
+        for p, k in zip(params, found):
+            p.data[...] = backend.to_backend(arrays[k].astype(p.dtype, copy=False), backend.backend_of(p.data))
 
     def to(self, name: str) -> "Sequential":
         """Move parameters and optimizer state to backend ``name``."""

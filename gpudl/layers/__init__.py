@@ -6,13 +6,14 @@ from .core import Dense, Dropout, Flatten
 from .deep import Highway, Residual
 from .embedding import Embedding
 from .normalization import BatchNormalization, LayerNormalization
-from .pooling import AvgPool2D, MaxPool2D
+from .pooling import AveragePooling2D, AvgPool2D, MaxPool2D, MaxPooling2D
 from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN, TimeDistributed
 from .reshaping import GlobalAveragePooling2D, GlobalMaxPooling2D, Permute, Reshape, UpSampling2D
 
 __all__ = [
     "Layer", "InputSpec", "get_layer_class", "Dense", "Dropout", "Flatten", "ReLU", "LeakyReLU",
     "PReLU", "Sigmoid", "Tanh", "Softmax", "Maxout", "Activation", "Conv2D", "MaxPool2D", "AvgPool2D",
+    "MaxPooling2D", "AveragePooling2D",
     "Highway", "Residual", "SimpleRNN", "LSTM", "GRU", "Bidirectional", "TimeDistributed",
     "BatchNormalization", "LayerNormalization", "Embedding", "GlobalAveragePooling2D",
     "GlobalMaxPooling2D", "UpSampling2D", "Reshape", "Permute",

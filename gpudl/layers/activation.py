@@ -48,11 +48,21 @@ class Softmax(Layer):
 
 
 class LeakyReLU(Layer):
-    def __init__(self, alpha=0.01, name=None):
+    """max(x, alpha * x); ``negative_slope=`` is Keras 3's name for ``alpha`` (default 0.01 either way)."""
+
+    def __init__(self, alpha=None, name=None, *, negative_slope=None):
         super().__init__(name)
+        if alpha is not None and negative_slope is not None and alpha != negative_slope:
+            raise ValueError(f"LeakyReLU got alpha={alpha!r} and negative_slope={negative_slope!r}, which "
+                             "disagree: pass one of them")
+        alpha = alpha if alpha is not None else negative_slope if negative_slope is not None else 0.01
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
             raise ValueError(f"LeakyReLU expected a number for alpha, got {alpha!r}")
         self.alpha = float(alpha)
+
+    @property
+    def negative_slope(self) -> float:
+        return self.alpha
 
     def forward(self, x):
         return F.leaky_relu(x, self.alpha)

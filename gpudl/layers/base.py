@@ -4,7 +4,11 @@ A layer composes functional ops; it never writes its own backward pass.
 """
 from __future__ import annotations
 
+import inspect
+import os
 import re
+import sys
+import warnings
 from collections import defaultdict
 
 import numpy as np
@@ -13,7 +17,9 @@ from .. import backend
 from .. import initializers
 from ..autograd import Parameter, Tensor
 
-__all__ = ["Layer", "InputSpec", "get_layer_class", "reset_name_counters"]
+__all__ = ["Layer", "InputSpec", "get_layer_class", "reset_name_counters", "warn_renamed", "renamed_arg"]
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 _REGISTRY: dict[str, type] = {}
 _COUNTERS: defaultdict = defaultdict(int)
@@ -28,6 +34,69 @@ def _snake(name: str) -> str:
     # Keras' rule: Conv2D -> conv2d, MaxPool2D -> max_pool2d, SimpleRNN -> simple_rnn
     s = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", s).lower()
+
+
+def warn_renamed(old: str, new: str, where: str) -> None:
+    """A DeprecationWarning for a Keras 1 argument, pointed at the first caller outside gpudl
+    (so Python's default filter shows it in a script's ``__main__``)."""
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(f"{where}: {old}= is the Keras 1 name, use {new}= (it means the same)",
+                  DeprecationWarning, stacklevel=level)
+
+
+def renamed_arg(where: str, old: str, old_value, new: str, new_value, new_given: bool):
+    """The value of ``new`` after accepting the deprecated spelling ``old``: both given -> error."""
+    if old_value is None:
+        return new_value
+    if new_given:
+        raise ValueError(f"{where} got both {old}= and {new}=: pass only {new}= ({old}= is its Keras 1 name)")
+    warn_renamed(old, new, where)
+    return old_value
+
+
+def _input_shape_arg(cls_name, input_shape, input_dim):
+    """Keras' ``input_shape=`` / ``input_dim=`` on a layer: the shape without the batch axis."""
+    if input_dim is not None:
+        if isinstance(input_dim, bool) or not isinstance(input_dim, int) or input_dim < 1:
+            raise ValueError(f"{cls_name} expected a positive integer for input_dim, got {input_dim!r}")
+        if input_shape is not None and tuple(input_shape) != (input_dim,):
+            raise ValueError(f"{cls_name} got input_dim={input_dim} and input_shape={input_shape!r}, which "
+                             "disagree: pass one of them")
+        return (input_dim,)
+    if input_shape is None:
+        return None
+    if isinstance(input_shape, int):
+        input_shape = (input_shape,)
+    try:
+        shape = tuple(int(s) for s in input_shape)
+    except (TypeError, ValueError):
+        shape = ()
+    if not shape or any(s < 1 for s in shape):
+        raise ValueError(f"{cls_name} expected input_shape as a tuple of positive integers (without the "
+                         f"batch axis), got {input_shape!r}")
+    return shape
+
+
+class _LayerMeta(type):
+    """Lets every layer take Keras' ``input_shape=`` / ``input_dim=`` (read by Sequential from
+    its first layer) without each constructor spelling them out."""
+
+    def __call__(cls, *args, **kwargs):
+        # a constructor that names one of them itself (Embedding's input_dim, the vocabulary
+        # size; Sequential's input_shape) keeps its own meaning
+        own = cls.__dict__.get("_own_init_args")
+        if own is None:
+            own = frozenset(inspect.signature(cls.__init__).parameters)
+            cls._own_init_args = own
+        input_shape = None if "input_shape" in own else kwargs.pop("input_shape", None)
+        input_dim = None if "input_dim" in own else kwargs.pop("input_dim", None)
+        shape = _input_shape_arg(cls.__name__, input_shape, input_dim)
+        layer = super().__call__(*args, **kwargs)
+        if shape is not None:
+            layer.declared_input_shape = shape
+        return layer
 
 
 def get_layer_class(name: str) -> type:
@@ -64,8 +133,11 @@ class InputSpec:
         return True
 
 
-class Layer:
+class Layer(metaclass=_LayerMeta):
     """Base of every layer: ``layer(x)`` builds on first use, checks, then runs ``forward``."""
+
+    #: the input shape (no batch axis) given as ``input_shape=`` / ``input_dim=``, or None
+    declared_input_shape = None
 
     #: rank checked before build (None: any); subclasses set it
     input_ndim = None
@@ -119,6 +191,28 @@ class Layer:
         self._params[name] = p
         setattr(self, name, p)
         return p
+
+    # ---- weights as host arrays (Keras' get_weights / set_weights) ---------------------
+    def get_weights(self) -> list:
+        """Host (NumPy) copies of every parameter, in ``params()`` order ([] before build)."""
+        return [backend.to_numpy(p.data).copy() for p in self.params()]
+
+    def set_weights(self, weights) -> None:
+        """Copy a list of arrays (as ``get_weights`` returns) into the parameters, in place."""
+        params = self.params()
+        weights = list(weights)
+        if len(weights) != len(params):
+            built = "" if self.built else " (it is not built yet: call it on data first)"
+            raise ValueError(f"{self.describe()}.set_weights expected {len(params)} arrays{built}, "
+                             f"got {len(weights)}")
+        for p, w in zip(params, weights):
+            w = np.asarray(backend.to_numpy(w))
+            if tuple(w.shape) != tuple(p.shape):
+                raise ValueError(f"{self.describe()}.set_weights: parameter {p.name} expected shape "
+                                 f"{tuple(p.shape)}, got {tuple(w.shape)}")
+        for p, w in zip(params, weights):
+            w = np.asarray(backend.to_numpy(w))
+            p.data[...] = backend.to_backend(w.astype(p.dtype, copy=False), backend.backend_of(p.data))
 
     def sublayers(self) -> list:
         """Layers held inside this one (Residual, Highway, Bidirectional...)."""

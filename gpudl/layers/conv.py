@@ -6,7 +6,7 @@ from .. import functional as F
 from .. import regularizers
 from ..functional.conv import conv_output_size, normalize_kernel, normalize_padding, normalize_stride
 from .base import InputSpec, Layer
-from .core import _act_name, _init_name, _positive_int, _reg_config
+from .core import KernelBias, _act_name, _init_name, _positive_int, _reg_config
 
 __all__ = ["Conv2D"]
 
@@ -19,22 +19,33 @@ def _padding_arg(layer, padding):
     return padding if isinstance(padding, int) else tuple(int(p) for p in padding)
 
 
-class Conv2D(Layer):
+def strides_arg(cls, stride, strides, default):
+    """Keras' ``strides=`` as well as gpudl's ``stride=``; both given must agree."""
+    if strides is None:
+        return default if stride is None else normalize_stride(stride, cls)
+    s = normalize_stride(strides, cls)
+    if stride is not None and normalize_stride(stride, cls) != s:
+        raise ValueError(f"{cls} got stride={stride!r} and strides={strides!r}, which disagree: pass one of them")
+    return s
+
+
+class Conv2D(KernelBias, Layer):
     """``activation(conv2d(x, W) + b)`` on NCHW images, W (filters, in_ch, kh, kw), b (filters,).
 
     padding: "valid" (none), "same" (output ceil(H / stride), extra pad at bottom/right as
-    in Keras), an int or a pair (rows, cols) padded on both sides.
+    in Keras), an int or a pair (rows, cols) padded on both sides. ``strides=`` (Keras) is
+    ``stride=``.
     """
 
     input_ndim = 4
 
-    def __init__(self, filters, kernel_size, stride=1, padding="valid", activation=None, use_bias=True,
+    def __init__(self, filters, kernel_size, stride=None, padding="valid", activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", kernel_regularizer=None, bias_initializer="zeros",
-                 bias_regularizer=None, name=None):
+                 bias_regularizer=None, name=None, *, strides=None):
         super().__init__(name)
         self.filters = _positive_int("Conv2D", "filters", filters)
         self.kernel_size = normalize_kernel(kernel_size, "Conv2D")
-        self.stride = normalize_stride(stride, "Conv2D")
+        self.stride = strides_arg("Conv2D", stride, strides, normalize_stride(1, "Conv2D"))
         self.padding = _padding_arg("Conv2D", padding)
         self.activation = activation
         self._act = activations.get(activation)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from .. import activations
 from .. import functional as F
 from .. import regularizers
-from .base import InputSpec, Layer
+from .base import InputSpec, Layer, renamed_arg
 
 __all__ = ["Dense", "Dropout", "Flatten"]
 
@@ -15,15 +15,39 @@ def _positive_int(layer, arg, v):
     return v
 
 
-class Dense(Layer):
-    """``activation(x @ W + b)`` with W (in, units), b (units,)."""
+class KernelBias:
+    """Keras' names for W and b: ``layer.kernel``, ``layer.bias`` (None without a bias)."""
+
+    @property
+    def kernel(self):
+        if "W" not in self._params:
+            raise AttributeError(f"{self.describe()} has no kernel yet: it is built on its first call")
+        return self.W
+
+    @property
+    def bias(self):
+        if not self.use_bias:
+            return None
+        if "b" not in self._params:
+            raise AttributeError(f"{self.describe()} has no bias yet: it is built on its first call")
+        return self.b
+
+
+class Dense(KernelBias, Layer):
+    """``activation(x @ W + b)`` with W (in, units), b (units,).
+
+    ``output_dim=`` is Keras 1's name for ``units`` (a DeprecationWarning says so).
+    """
 
     input_min_ndim = 2
 
-    def __init__(self, units, activation=None, use_bias=True, kernel_regularizer=None,
+    def __init__(self, units=None, activation=None, use_bias=True, kernel_regularizer=None,
                  bias_regularizer=None, kernel_initializer="glorot_uniform", bias_initializer="zeros",
-                 name=None):
+                 name=None, *, output_dim=None):
         super().__init__(name)
+        units = renamed_arg("Dense", "output_dim", output_dim, "units", units, units is not None)
+        if units is None:
+            raise ValueError("Dense expected units (the number of outputs), got none")
         self.units = _positive_int("Dense", "units", units)
         self.activation = activation
         self._act = activations.get(activation)

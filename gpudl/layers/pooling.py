@@ -2,21 +2,22 @@
 from __future__ import annotations
 
 from .. import functional as F
-from ..functional.conv import _int_pair, conv_output_size, normalize_stride
+from ..functional.conv import _int_pair, conv_output_size
 from .base import InputSpec, Layer
+from .conv import strides_arg
 
-__all__ = ["MaxPool2D", "AvgPool2D"]
+__all__ = ["MaxPool2D", "AvgPool2D", "MaxPooling2D", "AveragePooling2D"]
 
 
 class _Pool2D(Layer):
     input_ndim = 4
     _op = None
 
-    def __init__(self, pool_size=2, stride=None, padding=0, name=None):
+    def __init__(self, pool_size=2, stride=None, padding=0, name=None, *, strides=None):
         super().__init__(name)
         cls = type(self).__name__
         self.pool_size = _int_pair(pool_size, cls, "pool_size", 1, "a positive int")
-        self.stride = self.pool_size if stride is None else normalize_stride(stride, cls)
+        self.stride = strides_arg(cls, stride, strides, self.pool_size)
         ph, pw = _int_pair(padding, cls, "padding", 0, "a non-negative int")
         if ph > self.pool_size[0] // 2 or pw > self.pool_size[1] // 2:
             raise ValueError(f"{cls} expected padding at most half the pool size "
@@ -56,3 +57,8 @@ class AvgPool2D(_Pool2D):
     """Mean of each pool_size window; padded zeros count (every window divides by kh*kw)."""
 
     _op = staticmethod(F.avg_pool2d)
+
+
+#: Keras' names: the same classes, so configs and saved files name MaxPool2D / AvgPool2D
+MaxPooling2D = MaxPool2D
+AveragePooling2D = AvgPool2D

@@ -11,6 +11,8 @@ at ``iterations`` (0 for the first update).
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import numbers
 
@@ -18,6 +20,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd import Parameter, Tensor
+from ..layers.base import renamed_arg
 from . import schedules
 from .schedules import LearningRateSchedule
 
@@ -81,6 +84,12 @@ class Optimizer:
 
     _slots: tuple = ()
     _config_keys: tuple = ()
+
+    def __init_subclass__(cls, **kwargs):
+        # every optimizer takes Keras 1's lr= for learning_rate (with a DeprecationWarning)
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _accept_lr(cls.__init__, cls.__name__)
 
     def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None):
         cls = type(self).__name__
@@ -290,6 +299,20 @@ class Optimizer:
             if st is not None:
                 moved[id(n)] = {k: backend.to_backend(v, backend.backend_of(n.data)) for k, v in st.items()}
         self._state = moved
+
+
+def _accept_lr(init, cls_name):
+    sig = inspect.signature(init)
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        if "lr" in kwargs:
+            lr = kwargs.pop("lr")
+            given = "learning_rate" in sig.bind_partial(self, *args, **kwargs).arguments
+            kwargs["learning_rate"] = renamed_arg(cls_name, "lr", lr, "learning_rate",
+                                                  kwargs.get("learning_rate"), given)
+        init(self, *args, **kwargs)
+    return __init__
 
 
 def _scratch(state, w):

@@ -18,6 +18,7 @@ from .. import optimizers as optim
 from .. import random as grandom
 from ..autograd import Tensor, no_grad
 from ..callbacks import CallbackList, History, TerminateOnNaN
+from ..layers.base import renamed_arg
 from . import compile_utils
 from .epoch_iterator import ArrayAdapter, EpochIterator, as_array, check_batch, get_adapter, unpack
 from .progbar import ProgbarLogger, _fmt
@@ -277,11 +278,16 @@ class Trainer:
         return w if sw is None else sw * w
 
     # ---- fit ----------------------------------------------------------------------------
-    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose=1, callbacks=None,
+    def fit(self, x=None, y=None, batch_size=None, epochs=None, verbose=1, callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
             sample_weight=None, initial_epoch=None, steps_per_epoch=None, validation_steps=None,
-            validation_batch_size=None, seed=None, augment=None, resume_from=None):
-        """Mini-batch training with a fresh shuffle every epoch; returns a History."""
+            validation_batch_size=None, seed=None, augment=None, resume_from=None, *, nb_epoch=None):
+        """Mini-batch training with a fresh shuffle every epoch; returns a History.
+
+        ``epochs`` defaults to 1; ``nb_epoch=`` is its Keras 1 name (a DeprecationWarning)."""
+        epochs = renamed_arg("fit", "nb_epoch", nb_epoch, "epochs", epochs, epochs is not None)
+        if epochs is None:
+            epochs = 1
         self._require_compiled("fit")
         plan = _FitPlan(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
                         validation_data, shuffle, class_weight, sample_weight, steps_per_epoch,
