@@ -12,13 +12,12 @@ import io
 import math
 import numbers
 import os
-import secrets
 import sys
 import warnings
 
 import numpy as np
 
-from .io import _fsync_dir, _remove_stale_temps  # the model file's atomic-save helpers
+from .io import _remove_stale_temps, write_atomically  # the model file's atomic save
 
 __all__ = ["Callback", "History", "EarlyStopping", "ModelCheckpoint", "TerminateOnNaN",
            "LearningRateScheduler", "ReduceLROnPlateau", "CSVLogger", "LambdaCallback",
@@ -544,26 +543,13 @@ class CSVLogger(Callback):
         # then os.replace over the log means a reader, or the file after a crash at any
         # point, sees either the previous complete file or the new one. Rewriting costs one
         # small file per epoch, nothing beside an epoch of training.
-        folder, base = os.path.split(os.path.abspath(self.filename))
-        tmp = os.path.join(folder, f".{base}.tmp-{os.getpid()}-{secrets.token_hex(6)}")
         data = content.encode("utf-8")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        try:
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.filename)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        _fsync_dir(folder)
+
+        def write(fd):
+            view = memoryview(data)
+            while view:  # os.write may write less than asked: go on until all is out
+                view = view[os.write(fd, view):]
+        write_atomically(self.filename, write)
 
 
 def _csv_value(v):

@@ -37,7 +37,7 @@ import numpy as np
 
 from .errors import ModelFileError
 
-__all__ = ["save_file", "load_file", "inspect_file", "MAGIC", "FORMAT_VERSION", "DTYPES"]
+__all__ = ["save_file", "load_file", "inspect_file", "write_atomically", "MAGIC", "FORMAT_VERSION", "DTYPES"]
 
 MAGIC = b"GPUDL\x00MF"
 FORMAT_VERSION = 1
@@ -97,13 +97,8 @@ def save_file(path, arrays: dict, meta: dict) -> None:
         raise ValueError(f"save_file: header is {len(header_bytes)} bytes, over the "
                          f"{MAX_HEADER_BYTES}-byte cap; keep large data in arrays, not meta")
 
-    folder, base = os.path.split(os.path.abspath(path))
-    _remove_stale_temps(folder, base)
-    tmp = os.path.join(folder, f".{base}.tmp-{os.getpid()}-{secrets.token_hex(6)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
-                 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    def write(fd):
+        with os.fdopen(fd, "wb", closefd=False) as f:
             digest = hashlib.sha256()
 
             def put(buf):
@@ -122,8 +117,25 @@ def save_file(path, arrays: dict, meta: dict) -> None:
             if data_nbytes > pos:
                 put(bytes(data_nbytes - pos))
             f.write(digest.digest())
-            f.flush()
-            os.fsync(f.fileno())
+
+    write_atomically(path, write)
+
+
+def write_atomically(path, write) -> None:
+    """Replace ``path`` all at once: ``write(fd)`` fills a temp file in the same folder, which
+    is fsynced and renamed over ``path``, then the folder is fsynced. A crash at any point
+    leaves the old file or the new one, never a part; the temp file is removed on failure
+    (and one a killed writer left is swept the next time)."""
+    folder, base = os.path.split(os.path.abspath(path))
+    _remove_stale_temps(folder, base)
+    tmp = os.path.join(folder, f".{base}.tmp-{os.getpid()}-{secrets.token_hex(6)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        try:
+            write(fd)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         try:
