@@ -243,8 +243,11 @@ class Loss:
         return None
 
     def logits_variant(self):
-        """This loss on logits (see the module docstring), or None."""
-        return None
+        """This loss on logits (see the module docstring), or None: the same configuration with
+        ``from_logits=True``, for the losses that take probabilities and have that switch."""
+        if getattr(self, "from_logits", True):
+            return None
+        return type(self).from_config({**self.get_config(), "from_logits": True})
 
     def get_config(self) -> dict:
         return {"name": self.name, "reduction": self.reduction}
@@ -432,12 +435,6 @@ class BinaryCrossentropy(_LastAxisLoss):
         op = FL.sigmoid_binary_cross_entropy if self.from_logits else FL.binary_cross_entropy
         return op(y, Tensor._wrap(t), reduction=reduction)
 
-    def logits_variant(self):
-        if self.from_logits:
-            return None
-        return type(self)(from_logits=True, label_smoothing=self.label_smoothing, axis=self.axis,
-                          reduction=self.reduction, name=self.name)
-
     def get_config(self):
         return {**super().get_config(), "from_logits": self.from_logits,
                 "label_smoothing": self.label_smoothing, "axis": self.axis}
@@ -529,12 +526,6 @@ class CategoricalCrossentropy(_ClassCrossentropy):
                              f"(integer class ids), got {got}")
         return self._smooth(t, y_pred), None
 
-    def logits_variant(self):
-        if self.from_logits:
-            return None
-        return type(self)(from_logits=True, label_smoothing=self.label_smoothing, axis=self.axis,
-                          reduction=self.reduction, name=self.name)
-
     def get_config(self):
         return {**super().get_config(), "from_logits": self.from_logits,
                 "label_smoothing": self.label_smoothing, "axis": self.axis}
@@ -574,12 +565,6 @@ class SparseCategoricalCrossentropy(_ClassCrossentropy):
             t = xp.where(mask, t, 0)
         _check_ids(t, y_pred.shape[-1], where)
         return t, mask
-
-    def logits_variant(self):
-        if self.from_logits:
-            return None
-        return type(self)(from_logits=True, ignore_class=self.ignore_class,
-                          reduction=self.reduction, axis=self.axis, name=self.name)
 
     def get_config(self):
         return {**super().get_config(), "from_logits": self.from_logits,

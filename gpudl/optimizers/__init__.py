@@ -323,6 +323,23 @@ def _scratch(state, w):
     return buf
 
 
+def _moments(state, w, g, beta_1, beta_2):
+    """Adam's and Nadam's moving moments, in place: m = b1*m + (1-b1)*g, v = b2*v + (1-b2)*g^2
+    (every pass in place: no temporaries on the hot path). Returns (m, v, the work buffer)."""
+    xp = backend.get_array_module(w)
+    t = w.dtype.type
+    m, v = state["m"], state["v"]
+    tmp = _scratch(state, w)
+    xp.multiply(g, t(1 - beta_1), out=tmp)
+    m *= t(beta_1)
+    m += tmp
+    xp.multiply(g, g, out=tmp)
+    tmp *= t(1 - beta_2)
+    v *= t(beta_2)
+    v += tmp
+    return m, v, tmp
+
+
 class SGD(Optimizer):
     """v = momentum*v - lr*g; w += v. Nesterov: w += momentum*v - lr*g after the v update."""
 
@@ -443,16 +460,7 @@ class Adam(Optimizer):
         xp = backend.get_array_module(w)
         t = w.dtype.type
         k = self.iterations
-        m, v = state["m"], state["v"]
-        tmp = _scratch(state, w)
-        # every pass in place: no temporaries on the hot path
-        xp.multiply(g, t(1 - self.beta_1), out=tmp)
-        m *= t(self.beta_1)
-        m += tmp
-        xp.multiply(g, g, out=tmp)
-        tmp *= t(1 - self.beta_2)
-        v *= t(self.beta_2)
-        v += tmp
+        m, v, tmp = _moments(state, w, g, self.beta_1, self.beta_2)
         if self.amsgrad:
             v = xp.maximum(state["v_max"], v, out=state["v_max"])
         c1 = 1 - self.beta_1 ** k
@@ -514,15 +522,7 @@ class Nadam(Optimizer):
         k = self.iterations
         u_t, u_next = self._mu(k), self._mu(k + 1)
         prod, prod_next = self._u_product, self._u_product * u_next
-        m, v = state["m"], state["v"]
-        tmp = _scratch(state, w)
-        xp.multiply(g, t(1 - self.beta_1), out=tmp)
-        m *= t(self.beta_1)
-        m += tmp
-        xp.multiply(g, g, out=tmp)
-        tmp *= t(1 - self.beta_2)
-        v *= t(self.beta_2)
-        v += tmp
+        m, v, tmp = _moments(state, w, g, self.beta_1, self.beta_2)
         # denominator sqrt(v_hat) + eps, the correction folded into one scalar
         xp.sqrt(v, out=tmp)
         tmp *= t(1 / math.sqrt(1 - self.beta_2 ** k))
