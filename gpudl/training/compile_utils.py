@@ -136,6 +136,7 @@ class CompiledMetrics:
             raise TypeError(f"compile: metrics expected a list of names, metric objects or callables, "
                             f"got {type(metrics).__name__}")
         self.identifiers = list(metrics)
+        self._kinds = {}  # (label rank, last size, output rank, last size) -> accuracy class
         self.loss = compiled_loss
         self.metrics = [metrics_mod.get(m, loss=compiled_loss.loss) for m in self.identifiers]
         names = [m.name for m in self.metrics]
@@ -151,7 +152,11 @@ class CompiledMetrics:
         reset: a model evaluated on one-hot rows after training on ids reports accuracy too."""
         if not isinstance(m, metrics_mod.AutoAccuracy):
             return m
-        want = type(metrics_mod.resolve_accuracy(y_shape, pred_shape, self.loss.loss))
+        # the choice depends on the ranks and last sizes only: decided once per kind of batch
+        key = (len(y_shape), y_shape[-1:], len(pred_shape), pred_shape[-1:])
+        want = self._kinds.get(key)
+        if want is None:
+            want = self._kinds[key] = type(metrics_mod.resolve_accuracy(y_shape, pred_shape, self.loss.loss))
         if type(m.resolved) is not want:
             if m.resolved is not None and id(m) in self._updated and not fresh:
                 raise ValueError(f"metric {m.name!r}: labels of another kind within one epoch "

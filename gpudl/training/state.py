@@ -35,6 +35,7 @@ class TrainingState:
         self.pending_rng_state = None
         self.resumed_from = None
         self.checkpoint = None
+        self.saved_rng_state = None  # the generator state a loaded file was saved with
 
     def begin_epoch(self, epoch: int, rng_state) -> None:
         self.epoch, self.batch, self.epoch_rng_state = epoch, 0, rng_state
@@ -59,11 +60,6 @@ class TrainingState:
         # mid-epoch: the epoch's shuffle is regenerated from epoch_rng_state, then the stream
         # jumps to rng_state; at a boundary the next epoch simply continues the saved stream
         self.pending_rng_state = None if self.batch else d.get("rng_state")
-        self._saved_rng_state = d.get("rng_state")
+        self.saved_rng_state = d.get("rng_state")
         self.resumed_from = None if path is None else str(path)
         self.checkpoint = checkpoint
-
-    @property
-    def saved_rng_state(self):
-        """The generator state the loaded file was saved with (mid-epoch resume jumps to it)."""
-        return getattr(self, "_saved_rng_state", None)

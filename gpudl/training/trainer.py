@@ -179,9 +179,9 @@ class Trainer:
 
     # ---- data plumbing ------------------------------------------------------------------
     def _on_device(self):
-        for p in self.params():
-            return backend.is_cupy_array(p.data)
-        return False
+        """Where the parameters live, from the first one (asked for every batch: no full walk)."""
+        first = next(iter(self._own_and_nested_params()), None)
+        return first is not None and backend.is_cupy_array(first.data)
 
     def _x_dtype(self):
         return np.dtype(self.dtype or backend.default_dtype)
