@@ -49,11 +49,6 @@ def normal(mean, std, shape, dtype=np.float32) -> np.ndarray:
     return _rng.normal(mean, std, size=shape).astype(dtype, copy=False)
 
 
-def mask_seed() -> int:
-    """A 63-bit seed drawn from the shared generator (for device-side generators)."""
-    return int(_rng.integers(0, 2**63 - 1))
-
-
 def mask_key() -> int:
     """A 64-bit key for a counter-based mask (dropout's), drawn from the shared generator.
 
