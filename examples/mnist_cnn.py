@@ -22,8 +22,10 @@ from gpudl import optimizers, peers, recipes  # noqa: E402
 
 
 def parse_args(argv=None):
-    return peers.parse_example_args(
-        peers.example_parser("Keras' mnist_cnn recipe on Fashion-MNIST or MNIST", epochs=12), argv)
+    parser = peers.example_parser("Keras' mnist_cnn recipe on Fashion-MNIST or MNIST", epochs=12)
+    parser.add_argument("--batchnorm", action="store_true",
+                        help="BatchNormalization between each convolution and its ReLU (both models)")
+    return peers.parse_example_args(parser, argv)
 
 
 def load(dataset, limit, data_dir=None, layout="image"):
@@ -42,11 +44,12 @@ def main(argv=None):
     x_train, y_train, x_test, y_test = load(args.dataset, args.limit, args.data_dir)
     print(f"{args.dataset}: {len(x_train)} training and {len(x_test)} test images of shape {x_train.shape[1:]}")
 
-    model = recipes.mnist_cnn(input_shape=x_train.shape[1:])
+    model = recipes.mnist_cnn(input_shape=x_train.shape[1:], batchnorm=args.batchnorm)
     model.compile(optimizer=optimizers.Adam(learning_rate=args.learning_rate),
                   loss="categorical_crossentropy", metrics=["accuracy"])
     model.summary()
-    twin = peers.torch_twin("mnist_cnn", seed=args.seed, input_shape=x_train.shape[1:]) if args.torch else None
+    twin = peers.torch_twin("mnist_cnn", seed=args.seed, input_shape=x_train.shape[1:],
+                            batchnorm=args.batchnorm) if args.torch else None
     return peers.fit_beside(model, (x_train, y_train, x_test, y_test), twin, epochs=args.epochs,
                             batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed)
 

@@ -58,11 +58,16 @@ def _hello_mlp(torch, input_dim=784, hidden=500, classes=10, dropout=0.2, activa
                          nn.Linear(hidden, hidden), act(), nn.Dropout(dropout), nn.Linear(hidden, classes))
 
 
-def _mnist_cnn(torch, input_shape=(1, 28, 28), classes=10):
+def _mnist_cnn(torch, input_shape=(1, 28, 28), classes=10, batchnorm=False):
     nn = torch.nn
     c, h, w = input_shape
     flat = 64 * ((h - 4) // 2) * ((w - 4) // 2)  # two valid 3x3 convolutions, then a 2x2 pool
-    return nn.Sequential(nn.Conv2d(c, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+
+    def norm(ch):
+        # Keras' BatchNormalization(momentum=0.99, epsilon=1e-3): PyTorch's momentum is 1 - m
+        return [nn.BatchNorm2d(ch, eps=1e-3, momentum=0.01)] if batchnorm else []
+    return nn.Sequential(nn.Conv2d(c, 32, 3), *norm(32), nn.ReLU(), nn.Conv2d(32, 64, 3), *norm(64), nn.ReLU(),
+                         nn.MaxPool2d(2),
                          nn.Dropout(0.25), nn.Flatten(), nn.Linear(flat, 128), nn.ReLU(), nn.Dropout(0.5),
                          nn.Linear(128, classes))
 

@@ -20,10 +20,16 @@ def hello_mlp(input_dim=784, hidden=500, classes=10, dropout=0.2, activation="re
     ], input_shape=(input_dim,))
 
 
-def mnist_cnn(input_shape=(1, 28, 28), classes=10):
-    """Keras' mnist_cnn: conv32-conv64-pool-dropout-128-dropout-10."""
+def mnist_cnn(input_shape=(1, 28, 28), classes=10, batchnorm=False):
+    """Keras' mnist_cnn: conv32-conv64-pool-dropout-128-dropout-10; ``batchnorm=True`` puts a
+    BatchNormalization between each convolution and its ReLU."""
+    if batchnorm:
+        convs = [layers.Conv2D(32, 3), layers.BatchNormalization(), layers.ReLU(),
+                 layers.Conv2D(64, 3), layers.BatchNormalization(), layers.ReLU()]
+    else:
+        convs = [layers.Conv2D(32, 3, activation="relu"), layers.Conv2D(64, 3, activation="relu")]
     return Sequential([
-        layers.Conv2D(32, 3, activation="relu"), layers.Conv2D(64, 3, activation="relu"),
+        *convs,
         layers.MaxPool2D(2), layers.Dropout(0.25), layers.Flatten(),
         layers.Dense(128, activation="relu"), layers.Dropout(0.5),
         layers.Dense(classes, activation="softmax"),

@@ -133,6 +133,42 @@ class InputSpec:
         return True
 
 
+def _call_wrapper(call):
+    """What every ``layer(...)`` does before the layer's own ``__call__``: symbolic inputs
+    (``gpudl.Input`` and what layers made of it) build a graph node instead of running, and
+    Keras' ``training=`` runs the call in that mode (and restores the previous one after)."""
+
+    def __call__(self, *args, training=None, **kwargs):
+        if args and _is_symbolic(args[0]):
+            from ..models.functional import symbolic_call
+            return symbolic_call(self, args, kwargs, training)
+        if training is None:
+            return call(self, *args, **kwargs)
+        before = self._modes()
+        self.train(bool(training))
+        try:
+            return call(self, *args, **kwargs)
+        finally:
+            self._restore_modes(before)
+    __call__._gpudl_wrapped = True
+    __call__.__wrapped__ = call
+    __call__.__doc__ = call.__doc__
+    return __call__
+
+
+_SYMBOLIC = []  # [KerasTensor], imported on first use (models imports layers)
+
+
+def _is_symbolic(x):
+    if isinstance(x, (Tensor, np.ndarray)):
+        return False
+    if not _SYMBOLIC:
+        from ..models.functional import KerasTensor
+        _SYMBOLIC.append(KerasTensor)
+    kt = _SYMBOLIC[0]
+    return isinstance(x, kt) or isinstance(x, (list, tuple)) and any(isinstance(v, kt) for v in x)
+
+
 class Layer(metaclass=_LayerMeta):
     """Base of every layer: ``layer(x)`` builds on first use, checks, then runs ``forward``."""
 
@@ -143,9 +179,15 @@ class Layer(metaclass=_LayerMeta):
     input_ndim = None
     input_min_ndim = None
 
+    #: True when the layer passes a mask on unchanged (pointwise and last-axis layers): Keras'
+    #: ``supports_masking``. Layers that make or change masks override ``compute_mask``.
+    supports_masking = False
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        _REGISTRY[cls.__name__] = cls
+        _REGISTRY.setdefault(cls.__name__, cls)
+        if "__call__" in cls.__dict__ and not getattr(cls.__dict__["__call__"], "_gpudl_wrapped", False):
+            cls.__call__ = _call_wrapper(cls.__dict__["__call__"])
 
     def __init__(self, name: str | None = None):
         if name is None:
@@ -311,8 +353,31 @@ class Layer(metaclass=_LayerMeta):
     def eval(self) -> "Layer":
         return self.train(False)
 
+    def _modes(self) -> list:
+        """Each layer's ``training`` flag, this one's and its sublayers', in walk order."""
+        out = [self.training]
+        for sub in self.sublayers():
+            out.extend(sub._modes())
+        return out
+
+    def _restore_modes(self, modes) -> None:
+        it = iter(modes)
+
+        def walk(layer):
+            layer.training = next(it)
+            for sub in layer.sublayers():
+                walk(sub)
+        walk(self)
+
+    # ---- masks ----------------------------------------------------------------------
+    def compute_mask(self, x, mask=None):
+        """The mask of this layer's output, given its input ``x`` and the input's ``mask``
+        (a boolean array (batch, timesteps) on x's backend, or None): Keras' ``compute_mask``.
+        By default a layer that ``supports_masking`` passes it on, any other drops it."""
+        return mask if self.supports_masking else None
+
     # ---- call -----------------------------------------------------------------------
-    def __call__(self, x, **kwargs):
+    def _call(self, x, **kwargs):
         if not isinstance(x, Tensor):
             x = Tensor(x)
         dt = x.dtype
@@ -335,6 +400,8 @@ class Layer(metaclass=_LayerMeta):
                 first = next(iter(self._params.values()))
                 backend.check_same_backend([x.data, first.data], self.describe())
         return self.forward(x, **kwargs)
+
+    __call__ = _call_wrapper(_call)
 
     def _check_rank(self, shape):
         nd = len(shape)

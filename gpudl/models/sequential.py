@@ -9,13 +9,13 @@ import warnings
 
 import numpy as np
 
-from . import backend
-from . import optimizers as optim
-from .autograd import Tensor, no_grad
-from .errors import ModelFileError
-from .layers.base import Layer, get_layer_class
-from .training import Trainer
-from .training.epoch_iterator import as_array
+from .. import backend
+from .. import optimizers as optim
+from ..autograd import Tensor, no_grad
+from ..errors import ModelFileError
+from ..layers.base import Layer, get_layer_class
+from ..training import Trainer
+from ..training.epoch_iterator import as_array
 
 __all__ = ["Sequential", "load_model"]
 
@@ -197,7 +197,7 @@ class Sequential(Trainer, Layer):
     # ---- weights (get_weights / set_weights come from Layer) ---------------------------
     def save_weights(self, path) -> None:
         """Only the parameters, in ``params()`` order, in gpudl's checksummed atomic file."""
-        from . import io
+        from .. import io
         if not self.built:
             self.build()
         params = self.params()
@@ -209,7 +209,7 @@ class Sequential(Trainer, Layer):
     def load_weights(self, path) -> None:
         """Parameters from ``save_weights`` (or a whole-model file): raises ModelFileError when the
         file does not match this architecture, naming expected and found shapes."""
-        from . import io
+        from .. import io
         meta, arrays = io.load_file(path)
         if meta.get("format") not in (WEIGHTS_FORMAT, FORMAT):
             raise ModelFileError(f"{path}: expected a {WEIGHTS_FORMAT!r} file, got format {meta.get('format')!r}")
@@ -247,7 +247,7 @@ class Sequential(Trainer, Layer):
     def save(self, path, _checkpoint=None) -> None:
         """Architecture (JSON), weights, optimizer state, training position and RNG state,
         written atomically (temp file, fsync, rename): never a pickle."""
-        from . import io
+        from .. import io
         if not self.built:
             self.build()
         arrays = {f"param/{i}": backend.to_numpy(p.data) for i, p in enumerate(self.params())}
@@ -269,7 +269,7 @@ class Sequential(Trainer, Layer):
 
 def load_model(path) -> Sequential:
     """Rebuild a saved model (architecture, weights, optimizer); raises ModelFileError."""
-    from . import io
+    from .. import io
     meta, arrays = io.load_file(path)
     try:
         if meta.get("format") != FORMAT:
