@@ -4,11 +4,12 @@ Importing gpudl touches no GPU, network or disk: CuPy and Numba load only when t
 backend is asked for.
 """
 from . import (augment, backend, callbacks, data, datasets, functional, initializers, layers, losses, metrics,
-               optimizers, regularizers, training)
+               optimizers, regularizers, serialization, training)
 from .autograd import Function, Parameter, Tensor, enable_grad, no_grad
 from .backend import get_backend, set_backend, to_numpy
 from .errors import BackendUnavailableError, DatasetError, GpudlError, GradcheckError, ModelFileError
-from .models import Sequential, load_model
+from .models import Input, Model, Sequential, load_model
+from .serialization import register_serializable
 from .random import set_seed
 
 __version__ = "0.1.0"
@@ -18,5 +19,5 @@ __all__ = [
     "to_numpy", "set_seed", "backend", "functional", "layers", "optimizers", "regularizers",
     "initializers", "BackendUnavailableError", "ModelFileError", "DatasetError", "GpudlError",
     "GradcheckError", "Sequential", "load_model", "callbacks", "datasets", "augment", "losses", "metrics",
-    "data", "training",
+    "data", "training", "Input", "Model", "register_serializable", "serialization",
 ]

@@ -29,6 +29,13 @@ def get(activation):
         key = activation.lower()
         if key in _TABLE:
             return _TABLE[key]
+        if ">" in activation:  # a user function registered with gpudl.register_serializable
+            from .serialization import get_registered_object
+            fn = get_registered_object(activation)
+            if fn is not None:
+                return fn
+            raise ValueError(f"unknown activation {activation!r}: it was registered with "
+                             "gpudl.register_serializable when saved; import the module that registers it")
         raise ValueError(f"unknown activation {activation!r}: expected one of "
                          f"{', '.join(map(repr, NAMES))} or a callable")
     if callable(activation):
@@ -38,12 +45,14 @@ def get(activation):
 
 
 def name_of(activation):
-    """The saved name of an activation, or None for a custom callable."""
+    """The saved name of an activation ("package>name" for a registered user function), or
+    None for a custom callable that is not registered."""
     if activation is None:
         return "linear"
     if isinstance(activation, str):
-        return activation.lower()
+        return activation if ">" in activation else activation.lower()
     for k, v in _TABLE.items():
         if v is activation:
             return k
-    return None
+    from .serialization import registered_name
+    return registered_name(activation)

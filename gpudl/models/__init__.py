@@ -1,6 +1,7 @@
 """Models: ``Model`` over a graph of layers (the functional API), ``Sequential`` (a stack),
-and the one serialization module that writes and reads their records."""
-from .functional import Input, KerasTensor, Model
-from .sequential import Sequential, load_model
+their files (``load_model``); records are written and read by ``gpudl.serialization``."""
+from .functional import Input, InputLayer, KerasTensor, Model
+from .saving import load_model
+from .sequential import Sequential
 
-__all__ = ["Input", "KerasTensor", "Model", "Sequential", "load_model"]
+__all__ = ["Input", "InputLayer", "KerasTensor", "Model", "Sequential", "load_model"]

@@ -1,34 +1,54 @@
-"""Sequential: a stack of layers (build, call, summary, weights, config, save and load).
+"""Sequential: a stack of layers, a Model with one input and one output (Keras' Sequential).
 
 Training lives apart, in ``gpudl.training`` (compile / fit / evaluate / predict and their
-steps); Sequential mixes the trainer in, as Keras' Model does.
+steps); files and weights in Model (gpudl.models.functional).
 """
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 
 from .. import backend
-from .. import optimizers as optim
+from .. import serialization
 from ..autograd import Tensor, no_grad
-from ..errors import ModelFileError
-from ..layers.base import Layer, get_layer_class
-from ..training import Trainer
+from ..layers.base import Layer
 from ..training.epoch_iterator import as_array
+from .functional import Model, accepts_mask
 
-__all__ = ["Sequential", "load_model"]
-
-FORMAT = "gpudl-model"
-WEIGHTS_FORMAT = "gpudl-weights"
-FORMAT_VERSION = 1
+__all__ = ["Sequential", "find_layer"]
 
 
-class Sequential(Trainer, Layer):
-    """A stack of layers; ``model(x)`` runs them in order."""
+def find_layer(model, layers, name=None, index=None) -> Layer:
+    """``model.get_layer``: a layer of ``layers`` by ``name`` or by position ``index``."""
+    if name is not None and index is not None:
+        raise ValueError(f"{model.describe()}.get_layer: pass a layer name or an index, not both")
+    if index is not None:
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise ValueError(f"{model.describe()}.get_layer expected an integer index, got {index!r}")
+        n = len(layers)
+        if not -n <= index < n:
+            raise ValueError(f"{model.describe()}.get_layer: index {index} is out of range for a model "
+                             f"with {n} layers")
+        return layers[index]
+    if name is not None:
+        for layer in layers:
+            if layer.name == name:
+                return layer
+        names = ", ".join(repr(l.name) for l in layers) or "none"
+        raise ValueError(f"{model.describe()}.get_layer: no layer named {name!r}; the layers are {names}")
+    raise ValueError(f"{model.describe()}.get_layer: pass a layer name or an index")
+
+
+class Sequential(Model):
+    """A stack of layers; ``model(x)`` runs them in order, masks passed along (a layer that
+    makes one, Embedding(mask_zero=True) or Masking, hands it to the layers after it)."""
+
+    #: the input shape without the batch axis (None until given or built); an attribute here,
+    #: where a graph Model derives it from its Inputs
+    input_shape = None
+    output_masks = None
 
     def __init__(self, layers=None, input_shape=None, name=None):
-        super().__init__(name)
+        super(Model, self).__init__(name)
         self.layers: list[Layer] = []
         self.input_shape = None if input_shape is None else self._check_input_shape(input_shape)
         self._output_shapes = None
@@ -73,23 +93,7 @@ class Sequential(Trainer, Layer):
 
     def get_layer(self, name=None, index=None) -> Layer:
         """A layer by ``name`` or by position ``index`` (Keras' ``get_layer``)."""
-        if name is not None and index is not None:
-            raise ValueError(f"{self.describe()}.get_layer: pass a layer name or an index, not both")
-        if index is not None:
-            if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
-                raise ValueError(f"{self.describe()}.get_layer expected an integer index, got {index!r}")
-            n = len(self.layers)
-            if not -n <= index < n:
-                raise ValueError(f"{self.describe()}.get_layer: index {index} is out of range for a model "
-                                 f"with {n} layers")
-            return self.layers[index]
-        if name is not None:
-            for layer in self.layers:
-                if layer.name == name:
-                    return layer
-            names = ", ".join(repr(l.name) for l in self.layers) or "none"
-            raise ValueError(f"{self.describe()}.get_layer: no layer named {name!r}; the layers are {names}")
-        raise ValueError(f"{self.describe()}.get_layer: pass a layer name or an index")
+        return find_layer(self, self.layers, name, index)
 
     def sublayers(self):
         return list(self.layers)
@@ -129,7 +133,7 @@ class Sequential(Trainer, Layer):
         self.built = True
         self.dtype = self.layers[0].dtype
 
-    def __call__(self, x, **kwargs):
+    def _call(self, x, **kwargs):
         if not isinstance(x, Tensor):
             x = as_array(x, f"{self.describe()} input")
             if x is None:
@@ -142,13 +146,53 @@ class Sequential(Trainer, Layer):
                              f"{', '.join(map(str, self.input_shape))}), got shape {x.shape}")
         return self.forward(x, **kwargs)
 
-    def forward(self, x, logits=False):
+    __call__ = _call
+
+    def forward(self, x, logits=False, mask=None):
         """Run the layers; ``logits=True`` asks the last layer to stop before its final
-        activation (see ``output_activation``), for the losses fused on logits."""
+        activation (see ``output_activation``), for the losses fused on logits. A mask (given,
+        or made by a layer) goes to every later layer that takes one; the output's mask is left
+        in ``output_masks``."""
+        if isinstance(logits, (list, tuple)):
+            logits = bool(logits[0])
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
-            x = layer(x, logits=True) if logits and i == last and layer.output_activation() else layer(x)
+            kwargs = {"logits": True} if logits and i == last and layer.output_activation() else {}
+            if mask is not None and accepts_mask(layer):
+                kwargs["mask"] = mask
+            y = layer(x, **kwargs)
+            mask = layer.compute_mask(x, mask)
+            x = y
+        self.output_masks = [mask]
         return x
+
+    # the one-input, one-output view the trainer reads from every model
+    @property
+    def inputs(self):
+        return None
+
+    @property
+    def input_shapes(self) -> list:
+        return [None if self.input_shape is None else tuple(self.input_shape)]
+
+    @property
+    def input_dtypes(self) -> list:
+        return [None]
+
+    @property
+    def output_shapes(self) -> list:
+        return [self.output_shape]
+
+    @property
+    def input_names(self) -> list:
+        return ["input"]
+
+    @property
+    def output_names(self) -> list:
+        return [self.layers[-1].name if self.layers else "output"]
+
+    def output_activations(self) -> list:
+        return [self.output_activation()]
 
     @property
     def output_shape(self):
@@ -159,14 +203,6 @@ class Sequential(Trainer, Layer):
         """The activation the last layer ends with that it can leave out ("softmax",
         "sigmoid") or None: what the trainer asks before fusing a loss with it."""
         return self.layers[-1].output_activation() if self.layers else None
-
-    def _penalty(self):
-        total = None
-        for p in self.trainable_params():
-            if getattr(p, "regularizer", None) is not None:
-                r = p.regularizer(p)
-                total = r if total is None else total + r
-        return total
 
     # ---- description ------------------------------------------------------------------
     def summary(self, print_fn=print) -> str:
@@ -191,128 +227,13 @@ class Sequential(Trainer, Layer):
             print_fn(text)
         return text
 
-    def count_params(self) -> int:
-        return sum(int(p.size) for p in self.params())
-
-    # ---- weights (get_weights / set_weights come from Layer) ---------------------------
-    def save_weights(self, path) -> None:
-        """Only the parameters, in ``params()`` order, in gpudl's checksummed atomic file."""
-        from .. import io
-        if not self.built:
-            self.build()
-        params = self.params()
-        arrays = {f"param/{i}": backend.to_numpy(p.data) for i, p in enumerate(params)}
-        meta = {"format": WEIGHTS_FORMAT, "version": FORMAT_VERSION,
-                "shapes": [list(p.shape) for p in params], "names": [p.name for p in params]}
-        io.save_file(path, arrays, meta)
-
-    def load_weights(self, path) -> None:
-        """Parameters from ``save_weights`` (or a whole-model file): raises ModelFileError when the
-        file does not match this architecture, naming expected and found shapes."""
-        from .. import io
-        meta, arrays = io.load_file(path)
-        if meta.get("format") not in (WEIGHTS_FORMAT, FORMAT):
-            raise ModelFileError(f"{path}: expected a {WEIGHTS_FORMAT!r} file, got format {meta.get('format')!r}")
-        if not self.built:
-            self.build()
-        params = self.params()
-        found = sorted((k for k in arrays if k.startswith("param/")), key=lambda k: (len(k), k))
-        expected = [tuple(p.shape) for p in params]
-        got = [tuple(arrays[k].shape) for k in found]
-        if found != [f"param/{i}" for i in range(len(params))] or got != expected:
-            raise ModelFileError(f"{path}: the weights do not fit {self.describe()}: expected {len(expected)} "
-                                 f"parameters of shapes {expected}, got {len(got)} of shapes {got}")
-        for p, k in zip(params, found):
-            p.data[...] = backend.to_backend(arrays[k].astype(p.dtype, copy=False), backend.backend_of(p.data))
-
-    def to(self, name: str) -> "Sequential":
-        """Move parameters and optimizer state to backend ``name``."""
-        super().to(name)
-        if self.optimizer is not None:
-            for st in self.optimizer._state.values():
-                for k in st:
-                    st[k] = backend.to_backend(st[k], name)
-        return self
-
-    # ---- config and files -------------------------------------------------------------
+    # ---- config -------------------------------------------------------------------------
     def get_config(self) -> dict:
         return {"name": self.name, "input_shape": list(self.input_shape) if self.input_shape else None,
-                "layers": [{"class": type(l).__name__, "config": l.get_config()} for l in self.layers]}
+                "layers": [serialization.serialize_layer(l) for l in self.layers]}
 
     @classmethod
-    def from_config(cls, config: dict) -> "Sequential":
-        layers = [get_layer_class(item["class"]).from_config(item["config"]) for item in config["layers"]]
+    def from_config(cls, config: dict, custom_objects=None) -> "Sequential":
+        layers = [serialization.deserialize_layer(item, custom_objects) for item in config["layers"]]
         return cls(layers, input_shape=config.get("input_shape"), name=config.get("name"))
 
-    def save(self, path, _checkpoint=None) -> None:
-        """Architecture (JSON), weights, optimizer state, training position and RNG state,
-        written atomically (temp file, fsync, rename): never a pickle."""
-        from .. import io
-        if not self.built:
-            self.build()
-        arrays = {f"param/{i}": backend.to_numpy(p.data) for i, p in enumerate(self.params())}
-        meta = {"format": FORMAT, "version": FORMAT_VERSION, "backend": backend.get_backend(),
-                "model": {"class": type(self).__name__, "config": self.get_config()},
-                "dtype": str(np.dtype(self.dtype or backend.default_dtype))}
-        if self.optimizer is not None:
-            meta["compile"] = {"optimizer": {"class": type(self.optimizer).__name__,
-                                             "config": self.optimizer.get_config(),
-                                             "iterations": self.optimizer.iterations},
-                               **self.compile_config()}
-            for k, v in self.optimizer.get_state(self.params()).items():
-                arrays[f"opt/{k}"] = v
-        meta["training"] = self.training_state.state_dict()
-        if _checkpoint is not None:
-            meta["checkpoint"] = _checkpoint
-        io.save_file(path, arrays, meta)
-
-
-def load_model(path) -> Sequential:
-    """Rebuild a saved model (architecture, weights, optimizer); raises ModelFileError."""
-    from .. import io
-    meta, arrays = io.load_file(path)
-    try:
-        if meta.get("format") != FORMAT:
-            raise ModelFileError(f"{path}: expected a {FORMAT!r} file, got format {meta.get('format')!r}")
-        if meta.get("version") != FORMAT_VERSION:
-            raise ModelFileError(f"{path}: expected model format version {FORMAT_VERSION}, got {meta.get('version')!r}")
-        mcfg = meta["model"]
-        if mcfg.get("class") != "Sequential":
-            raise ModelFileError(f"{path}: expected a Sequential model, got {mcfg.get('class')!r}")
-        model = Sequential.from_config(mcfg["config"])
-        model.build()
-        params = model.params()
-        n_params = sum(1 for k in arrays if k.startswith("param/"))
-        if n_params != len(params):
-            raise ModelFileError(f"{path}: the architecture has {len(params)} parameters, the file holds {n_params}")
-        if meta.get("dtype", "float32") not in ("float16", "float32", "float64"):
-            raise ModelFileError(f"{path}: expected a float16/float32/float64 model dtype, got {meta.get('dtype')!r}")
-        dtype = np.dtype(meta.get("dtype", "float32"))
-        for i, p in enumerate(params):
-            w = arrays.get(f"param/{i}")
-            if w is None or tuple(w.shape) != p.shape:
-                raise ModelFileError(f"{path}: parameter {i} ({p.name}) expected shape {p.shape}, "
-                                     f"got {None if w is None else tuple(w.shape)}")
-            p.data = backend.to_backend(w.astype(dtype, copy=False), backend.backend_of(p.data))
-        comp = meta.get("compile")
-        if comp:
-            oc = comp["optimizer"]
-            opt = optim.from_config(oc["class"], oc["config"])
-            try:
-                loss, mets = model.compile_from_config(comp)
-                model.compile(opt, loss, mets)
-            except ValueError as exc:
-                # a user's loss or metric this process cannot rebuild: keep weights, optimizer
-                # and position (a resume needs them); the caller compiles with the objects again
-                warnings.warn(f"{path}: the model's loss/metrics could not be rebuilt ({exc}); it loads "
-                              "uncompiled: call compile() with them", RuntimeWarning, stacklevel=2)
-                model.optimizer = opt
-            state = {k[len("opt/"):]: v for k, v in arrays.items() if k.startswith("opt/")}
-            model.optimizer.set_state(params, state, int(oc.get("iterations", 0)))
-        # fit() on the loaded model continues the saved random stream and position (exact resume)
-        model.training_state.load_state_dict(meta.get("training") or {}, checkpoint=meta.get("checkpoint"))
-    except ModelFileError:
-        raise
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ModelFileError(f"{path}: invalid model description in the file: {type(exc).__name__}: {exc}") from None
-    return model

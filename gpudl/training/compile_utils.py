@@ -11,13 +11,15 @@ computed once per step only if some metric needs them.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .. import backend
 from .. import functional as F
 from .. import losses as losses_mod
 from .. import metrics as metrics_mod
 from ..autograd import Tensor, no_grad
 
-__all__ = ["CompiledLoss", "CompiledMetrics", "Prediction"]
+__all__ = ["CompiledLoss", "CompiledMetrics", "OutputLoss", "OutputMetrics", "Prediction", "mask_weights"]
 
 # metrics whose value is the same on logits as on softmax probabilities (argmax / top-k)
 _ARGMAX_METRICS = (metrics_mod.CategoricalAccuracy, metrics_mod.SparseCategoricalAccuracy,
@@ -34,6 +36,7 @@ class Prediction:
     def __init__(self, out, activation=None):
         self.out, self.activation = out, activation
         self._probs = None
+        self.mask = None
 
     @property
     def raw(self):
@@ -49,8 +52,9 @@ class Prediction:
         return self._probs
 
 
-class CompiledLoss:
-    """The compiled loss: ``(model, x, y, sample_weight) -> (loss Tensor, Prediction)``."""
+class OutputLoss:
+    """The loss of one output: ``(out Tensor, y, sample_weight) -> loss Tensor``, fused on the
+    logits when the output's last layer and the loss allow it."""
 
     def __init__(self, identifier):
         if identifier is None:
@@ -60,19 +64,16 @@ class CompiledLoss:
         self.loss = losses_mod.get(identifier)
         self._variant = self.loss.logits_variant()
 
-    def fused_with(self, model):
-        """The logits variant when ``model`` ends in the activation it replaces, else None."""
+    def fused_with(self, activation):
+        """The logits variant when the output ends in the activation it replaces, else None."""
         if self._variant is None:
             return None
-        act = model.output_activation()
-        return self._variant if act is not None and act == self.loss.logits_activation else None
+        return self._variant if activation is not None and activation == self.loss.logits_activation else None
 
-    def __call__(self, model, x, y, sample_weight=None):
-        variant = self.fused_with(model)
-        if variant is not None:
-            z = model.forward(x, logits=True)
-            return variant(y, z, sample_weight), Prediction(z, self.loss.logits_activation)
-        out = model.forward(x)
+    def __call__(self, out, y, sample_weight, fused):
+        """(loss Tensor, Prediction) for the output ``out`` (its logits when ``fused``)."""
+        if fused:
+            return self._variant(y, out, sample_weight), Prediction(out, self.loss.logits_activation)
         y = self._targets_for(y, out)
         return self.loss(y, out, sample_weight), Prediction(out)
 
@@ -85,10 +86,10 @@ class CompiledLoss:
             return xp.eye(out.shape[-1], dtype=out.dtype)[y]
         return y
 
-    def check_targets(self, model, y, what):
-        """Shape, dtype and id range of ``y`` against the model's output, once per call of
-        fit/evaluate (reads the range back once; never per step). True when ids were checked."""
-        out = model.output_shape
+    def check_targets(self, out, y, what):
+        """Shape, dtype and id range of ``y`` against the output's shape ``out`` (no batch axis),
+        once per call of fit/evaluate (reads the range back once; never per step). True when
+        ids were checked."""
         if out is None:
             return False
         out = tuple(out)
@@ -124,10 +125,10 @@ def check_ids(y, classes, what):
                              f"got values in [{lo}, {hi}]")
 
 
-class CompiledMetrics:
-    """The compiled metrics, updated each step on the device and read once an epoch."""
+class OutputMetrics:
+    """The metrics of one output, updated each step on the device and read once an epoch."""
 
-    def __init__(self, metrics, compiled_loss):
+    def __init__(self, metrics, compiled_loss, prefix=""):
         if metrics is None:
             metrics = []
         if isinstance(metrics, (str, metrics_mod.Metric)) or callable(metrics) and not isinstance(metrics, list):
@@ -139,13 +140,14 @@ class CompiledMetrics:
         self._kinds = {}  # (label rank, last size, output rank, last size) -> accuracy class
         self.loss = compiled_loss
         self.metrics = [metrics_mod.get(m, loss=compiled_loss.loss) for m in self.identifiers]
+        self.prefix = prefix
         names = [m.name for m in self.metrics]
         if "loss" in names or len(set(names)) != len(names):
             raise ValueError(f"compile: metric names must be unique and not 'loss', got {names}")
 
     @property
     def names(self):
-        return [m.name for m in self.metrics]
+        return [self.prefix + m.name for m in self.metrics]
 
     def _resolve(self, m, y_shape, pred_shape, fresh=False):
         """"accuracy" follows the labels it meets (ids or one-hot), decided afresh after each
@@ -164,8 +166,7 @@ class CompiledMetrics:
             m.resolved = want(name=m.name)
         return m.resolved
 
-    def check_targets(self, model, y, what, ids_checked=False):
-        out = model.output_shape
+    def check_targets(self, out, y, what, ids_checked=False):
         if out is None:
             return
         for m in self.metrics:
@@ -202,9 +203,197 @@ class CompiledMetrics:
         out = {}
         for m in self.metrics:
             r = m.result()
-            out[m.name] = [float(v) for v in r] if isinstance(r, (list, tuple)) else float(r)
+            out[self.prefix + m.name] = [float(v) for v in r] if isinstance(r, (list, tuple)) else float(r)
         return out
 
     def get_config(self):
         return [metrics_mod.serialize(i if isinstance(i, str) else m)
                 for i, m in zip(self.identifiers, self.metrics)]
+
+
+# ---- several outputs ------------------------------------------------------------------------
+
+def mask_weights(mask, sample_weight, dtype, normalise):
+    """Per-element weights from an output's mask (batch, timesteps) and the per-sample weights:
+    Keras' rule for the loss (``normalise``: valid entries weigh size/valid, so the mean runs
+    over the unmasked steps only) and for the metrics (plain 0/1)."""
+    xp = backend.get_array_module(mask)
+    m = mask.astype(dtype)
+    if normalise:
+        total = m.sum()
+        m = m * (xp.asarray(m.size, dtype=dtype) / xp.maximum(total, xp.asarray(1, dtype=dtype)))
+    if sample_weight is not None:
+        sw = sample_weight.astype(dtype) if hasattr(sample_weight, "astype") else sample_weight
+        if getattr(sw, "ndim", 0) == 1:
+            sw = sw.reshape((-1,) + (1,) * (m.ndim - 1))
+        m = m * sw
+    return m
+
+
+def _per_output(value, names, what, default=None):
+    """``value`` for each output: one value for all, a list in output order, or a dict by name."""
+    n = len(names)
+    if isinstance(value, dict):
+        unknown = [k for k in value if k not in names]
+        if unknown:
+            raise ValueError(f"compile: {what} names outputs {unknown}, but the model's outputs are {names}")
+        return [value.get(k, default) for k in names]
+    if isinstance(value, (list, tuple)) and n > 1:
+        if len(value) != n:
+            raise ValueError(f"compile: {what} expected {n} entries (one per output {names}), got {len(value)}")
+        return list(value)
+    return [value] * n
+
+
+class CompiledLoss:
+    """Every output's loss, weighted by ``loss_weights`` and summed:
+    ``(model, x, y, sample_weight) -> (loss Tensor, Prediction or list of them)``. The last
+    call's per-output losses stay in ``parts`` (for the ``<output>_loss`` logs)."""
+
+    def __init__(self, identifier, output_names=("output",), loss_weights=None):
+        self.output_names = list(output_names)
+        self.identifier = identifier.lower() if isinstance(identifier, str) else identifier
+        if identifier is None:
+            raise ValueError("compile: loss is required (a name such as 'categorical_crossentropy', "
+                             "a gpudl.losses object or a callable (y_true, y_pred))")
+        idents = _per_output(identifier, self.output_names, "loss")
+        if len(self.output_names) > 1 and isinstance(identifier, dict) and any(i is None for i in idents):
+            missing = [n for n, i in zip(self.output_names, idents) if i is None]
+            raise ValueError(f"compile: loss gives no loss for outputs {missing}")
+        self.outputs = [OutputLoss(i) for i in idents]
+        weights = _per_output(loss_weights, self.output_names, "loss_weights", default=1.0) \
+            if loss_weights is not None else [1.0] * len(self.outputs)
+        for w in weights:
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not np.isfinite(w):
+                raise ValueError(f"compile: loss_weights expected finite numbers, got {loss_weights!r}")
+        self.weights = [float(w) for w in weights]
+        self.loss_weights = loss_weights
+        self.parts = None
+
+    @property
+    def loss(self):
+        """The first output's loss object (the only one for a one-output model)."""
+        return self.outputs[0].loss
+
+    @property
+    def multi(self) -> bool:
+        return len(self.outputs) > 1
+
+    def fused_flags(self, model) -> list:
+        acts = model.output_activations()
+        return [o.fused_with(a) is not None for o, a in zip(self.outputs, acts)]
+
+    def fused_with(self, model):
+        return self.outputs[0].fused_with(model.output_activations()[0])
+
+    def __call__(self, model, x, y, sample_weight=None):
+        flags = self.fused_flags(model)
+        out = model.forward(x, logits=flags if self.multi else flags[0])
+        if isinstance(out, dict):
+            out = [out[k] for k in model.output_names]
+        outs = out if self.multi else [out]
+        ys = y if self.multi else (y,)
+        sws = sample_weight if isinstance(sample_weight, tuple) else (sample_weight,) * len(outs)
+        masks = getattr(model, "output_masks", None) or [None] * len(outs)
+        total, preds, parts = None, [], []
+        for i, (ol, o, yi, swi, fused) in enumerate(zip(self.outputs, outs, ys, sws, flags)):
+            mask = masks[i] if i < len(masks) else None
+            wi = swi if mask is None else mask_weights(mask, swi, o.dtype, normalise=True)
+            value, pred = ol(o, yi, wi, fused)
+            pred.mask = mask
+            parts.append(value)
+            preds.append(pred)
+            term = value if self.weights[i] == 1.0 else value * self.weights[i]
+            total = term if total is None else total + term
+        self.parts = parts
+        return total, (preds if self.multi else preds[0])
+
+    def check_targets(self, model, y, what):
+        """Per output (``y`` a tuple for several): True for each whose ids were checked."""
+        shapes = model.output_shapes
+        ys = y if self.multi else (y,)
+        return [ol.check_targets(None if s is None else tuple(s), yi, f"{what}" if not self.multi else
+                                 f"{what} (output {name!r})") if yi is not None else False
+                for ol, s, yi, name in zip(self.outputs, shapes, ys, self.output_names)]
+
+    def get_config(self):
+        if not self.multi:
+            return self.outputs[0].get_config()
+        return {"outputs": [o.get_config() for o in self.outputs], "weights": self.weights}
+
+
+class CompiledMetrics:
+    """Every output's metrics; with several outputs their logs are named ``<output>_<metric>``."""
+
+    def __init__(self, metrics, compiled_loss):
+        names = compiled_loss.output_names
+        multi = compiled_loss.multi
+        if multi and isinstance(metrics, (list, tuple)) and len(metrics) == len(names) and \
+                all(isinstance(m, (list, tuple)) or m is None for m in metrics):
+            per = [list(m or []) for m in metrics]  # a list of lists: one per output
+        elif isinstance(metrics, dict):
+            unknown = [k for k in metrics if k not in names]
+            if unknown:
+                raise ValueError(f"compile: metrics names outputs {unknown}, but the model's outputs are {names}")
+            per = [metrics.get(k) for k in names]
+            per = [[m] if isinstance(m, (str, metrics_mod.Metric)) else list(m or []) for m in per]
+        else:
+            per = [metrics] + [_copy_metrics(metrics) for _ in names[1:]]  # the same list for each output
+        self.outputs = [OutputMetrics(m, ol, prefix=f"{n}_" if multi else "")
+                        for m, ol, n in zip(per, compiled_loss.outputs, names)]
+        self.identifiers = metrics
+        all_names = [n for o in self.outputs for n in o.names]
+        if len(set(all_names)) != len(all_names):
+            raise ValueError(f"compile: metric names must be unique, got {all_names}")
+
+    @property
+    def metrics(self):
+        return [m for o in self.outputs for m in o.metrics]
+
+    @property
+    def names(self):
+        return [n for o in self.outputs for n in o.names]
+
+    def check_targets(self, model, y, what, ids_checked):
+        ys = y if len(self.outputs) > 1 else (y,)
+        for om, s, yi, done in zip(self.outputs, model.output_shapes, ys, ids_checked):
+            if yi is not None:
+                om.check_targets(None if s is None else tuple(s), yi, what, done)
+
+    def update(self, y, pred, sample_weight=None):
+        preds = pred if isinstance(pred, list) else [pred]
+        ys = y if len(self.outputs) > 1 else (y,)
+        sws = sample_weight if isinstance(sample_weight, tuple) else (sample_weight,) * len(preds)
+        for om, yi, p, swi in zip(self.outputs, ys, preds, sws):
+            mask = getattr(p, "mask", None)
+            if mask is not None:
+                swi = mask_weights(mask, swi, np.float32, normalise=False)
+            om.update(yi, p, swi)
+
+    def reset(self):
+        for o in self.outputs:
+            o.reset()
+
+    def results(self) -> dict:
+        out = {}
+        for o in self.outputs:
+            out.update(o.results())
+        return out
+
+    def get_config(self):
+        if len(self.outputs) == 1:
+            return self.outputs[0].get_config()
+        return {"outputs": [o.get_config() for o in self.outputs]}
+
+
+def _copy_metrics(metrics):
+    """The same metrics for another output: names as given, objects as fresh copies."""
+    if metrics is None:
+        return None
+    items = metrics if isinstance(metrics, (list, tuple)) else [metrics]
+    out = []
+    for m in items:
+        if isinstance(m, metrics_mod.Metric):
+            m = type(m).from_config(m.get_config()) if hasattr(type(m), "from_config") else m
+        out.append(m)
+    return out

@@ -19,6 +19,7 @@ import numpy as np
 from .. import backend
 from ..autograd import Tensor
 from ..data import Dataset
+from .structure import first, leaves, map_leaves
 
 __all__ = ["as_array", "ArrayAdapter", "DatasetAdapter", "IterableAdapter", "EpochIterator", "get_adapter",
            "unpack", "check_batch"]
@@ -54,32 +55,39 @@ def unpack(batch, what="batch"):
     return batch, None, None
 
 
-def check_batch(batch, index, input_shape=None, finite=True, need_y=True):
+def check_batch(batch, index, input_shape=None, finite=True, need_y=True, standardize=None):
     """The batch as arrays, or a clear error naming batch ``index``: rank and trailing shape of
     x against the model's input, matching lengths, numeric dtypes, and (unless the run answers
     NaN itself, with TerminateOnNaN) finite values. Reads host arrays only; a device batch's
     values are not read back (its shape and dtype are checked all the same)."""
     where = f"batch {index}"
     x, y, sw = unpack(batch, where)
-    x = as_array(x, f"{where}: x")
     if x is None:
         raise ValueError(f"{where}: x is None")
-    y = as_array(y, f"{where}: y")
-    sw = as_array(sw, f"{where}: sample_weight")
+    if standardize is not None:
+        x, y, sw = standardize(x, y, sw, where)  # lists/dicts for several inputs or outputs
+    else:
+        x, y, sw = as_array(x, f"{where}: x"), as_array(y, f"{where}: y"), as_array(sw, f"{where}: sample_weight")
     if need_y and y is None:
         raise ValueError(f"{where}: expected (x, y) or (x, y, sample_weight), got x alone")
-    if input_shape is not None and tuple(x.shape[1:]) != tuple(input_shape):
-        raise ValueError(f"{where}: expected x of shape (N, {', '.join(map(str, input_shape))}), "
-                         f"got {tuple(x.shape)}")
-    if len(x) == 0:
-        raise ValueError(f"{where}: empty (x has shape {tuple(x.shape)})")
-    for name, a in (("y", y), ("sample_weight", sw)):
-        if a is not None and len(a) != len(x):
-            raise ValueError(f"{where}: x has {len(x)} samples but {name} has {len(a)}")
-    if sw is not None and sw.ndim != 1:
-        raise ValueError(f"{where}: sample_weight expected shape ({len(x)},), got {tuple(sw.shape)}")
+    shapes = input_shape if isinstance(input_shape, list) else [input_shape]
+    for a, shape in zip(leaves(x), shapes):
+        if shape is not None and tuple(a.shape[1:]) != tuple(shape):
+            raise ValueError(f"{where}: expected x of shape (N, {', '.join(map(str, shape))}), "
+                             f"got {tuple(a.shape)}")
+    x0 = first(x)
+    if len(x0) == 0:
+        raise ValueError(f"{where}: empty (x has shape {tuple(x0.shape)})")
+    for name, a in [("x", v) for v in leaves(x)[1:]] + [("y", v) for v in leaves(y)] + \
+            [("sample_weight", v) for v in leaves(sw)]:
+        if a is not None and len(a) != len(x0):
+            raise ValueError(f"{where}: x has {len(x0)} samples but {name} has {len(a)}")
+    for a in leaves(sw):
+        if a is not None and a.ndim != 1:
+            raise ValueError(f"{where}: sample_weight expected shape ({len(x0)},), got {tuple(a.shape)}")
     if finite:
-        for name, a in (("x", x), ("y", y), ("sample_weight", sw)):
+        for name, a in [("x", v) for v in leaves(x)] + [("y", v) for v in leaves(y)] + \
+                [("sample_weight", v) for v in leaves(sw)]:
             if a is not None and a.dtype.kind == "f" and not backend.is_cupy_array(a) \
                     and not np.isfinite(a).all():
                 bad = int((~np.isfinite(a)).sum())
@@ -95,7 +103,7 @@ class ArrayAdapter:
 
     def __init__(self, x, y=None, sample_weight=None, batch_size=32, shuffle=True):
         self.x, self.y, self.sw = x, y, sample_weight
-        self.n = len(x)
+        self.n = len(first(x))
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.steps = math.ceil(self.n / batch_size)
@@ -104,7 +112,7 @@ class ArrayAdapter:
     def begin_epoch(self, rng) -> None:
         perm = rng.permutation(self.n) if self.shuffle else None
         # the epoch's order goes to the data's device once, not a slice of it per step
-        if perm is not None and backend.is_cupy_array(self.x):
+        if perm is not None and backend.is_cupy_array(first(self.x)):
             perm = backend.to_backend(perm, "cupy")
         self._order = perm
 
@@ -112,8 +120,9 @@ class ArrayAdapter:
         if a is None:
             return None
         if self._order is None:
-            return a[lo:hi]
-        return a[self._order[lo:hi]]
+            return map_leaves(lambda v: v[lo:hi], a)
+        idx = self._order[lo:hi]
+        return map_leaves(lambda v: v[idx], a)
 
     def get(self, b):
         lo, hi = b * self.batch_size, min((b + 1) * self.batch_size, self.n)
@@ -212,7 +221,7 @@ def get_adapter(x, y=None, sample_weight=None, batch_size=32, shuffle=True, step
     if isinstance(x, Dataset):
         _only_x(y, sample_weight, what, "a gpudl.data.Dataset")
         return DatasetAdapter(x, shuffle=shuffle if what == "fit" else False, steps=steps)
-    if isinstance(x, (np.ndarray, Tensor, list, tuple)) or backend.is_cupy_array(x):
+    if isinstance(x, (np.ndarray, Tensor, list, tuple, dict)) or backend.is_cupy_array(x):
         return None  # arrays (a list is array data, as in Keras): validated and placed by the trainer
     if isinstance(x, collections.abc.Iterable) and not isinstance(x, (str, bytes, dict)):
         _only_x(y, sample_weight, what, "a generator or iterable of batches")

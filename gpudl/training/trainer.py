@@ -23,6 +23,7 @@ from . import compile_utils
 from .epoch_iterator import ArrayAdapter, EpochIterator, as_array, check_batch, get_adapter, unpack
 from .progbar import ProgbarLogger, _fmt
 from .state import TrainingState
+from .structure import first, leaves, map_leaves, standardize
 
 __all__ = ["Trainer"]
 
@@ -44,23 +45,43 @@ def _check_finite(arr, what):
 class _Sums:
     """Running sums of the loss and of every metric over an epoch, where the model runs."""
 
-    def __init__(self, metrics):
+    def __init__(self, metrics, compiled_loss=None):
         self.metrics = metrics
+        self.compiled_loss = compiled_loss
         self.reset()
 
     def reset(self):
         self.loss, self.count = 0.0, 0
+        self.parts = None
         self.metrics.reset()
 
     def add_loss(self, loss, m):
         self.loss = self.loss + loss.astype(np.float64) * m  # float64, as a host sum would be
         self.count += m
+        cl = self.compiled_loss
+        if cl is not None and cl.multi and cl.parts is not None:
+            vals = [p.data.astype(np.float64) * m for p in cl.parts]
+            self.parts = vals if self.parts is None else [a + b for a, b in zip(self.parts, vals)]
 
     def logs(self):
         """Floats: the one read of the device per epoch."""
         out = {"loss": float(self.loss) / max(self.count, 1)}
+        if self.parts is not None:
+            for name, v in zip(self.compiled_loss.output_names, self.parts):
+                out[f"{name}_loss"] = float(v) / max(self.count, 1)
         out.update(self.metrics.results())
         return out
+
+
+def _wrap(x):
+    """Raw batch array(s) as Tensors: one, or a list (one per input)."""
+    if isinstance(x, tuple):
+        return [Tensor._wrap(a) for a in x]
+    return Tensor._wrap(x)
+
+
+def _to_host(out):
+    return [backend.to_numpy(o) for o in out] if isinstance(out, list) else backend.to_numpy(out)
 
 
 class Trainer:
@@ -89,9 +110,12 @@ class Trainer:
         self.training_state.epoch = int(value)
 
     # ---- compile ------------------------------------------------------------------------
-    def compile(self, optimizer="sgd", loss="categorical_crossentropy", metrics=None):
+    def compile(self, optimizer="sgd", loss="categorical_crossentropy", metrics=None, loss_weights=None):
+        """``loss`` and ``metrics`` for a model of several outputs: one for all, a list in
+        output order or a dict by output name (metrics also a list of lists); ``loss_weights``
+        likewise weights each output's loss in the total (Keras' compile)."""
         self.optimizer = optim.get(optimizer)
-        self.compiled_loss = compile_utils.CompiledLoss(loss)
+        self.compiled_loss = compile_utils.CompiledLoss(loss, self.output_names, loss_weights)
         self.compiled_metrics = compile_utils.CompiledMetrics(metrics, self.compiled_loss)
         if not self.built and self.input_shape is not None:
             self.build()
@@ -114,15 +138,32 @@ class Trainer:
 
     def compile_config(self) -> dict:
         """The loss and metrics as saved in a model file (strings stay strings)."""
-        return {"loss": self.compiled_loss.get_config(), "metrics": self.compiled_metrics.get_config()}
+        out = {"loss": self.compiled_loss.get_config(), "metrics": self.compiled_metrics.get_config()}
+        if self.compiled_loss.loss_weights is not None:
+            out["loss_weights"] = self.compiled_loss.weights
+        return out
 
     @staticmethod
-    def compile_from_config(comp: dict):
-        """(loss, metrics) for ``compile`` from :meth:`compile_config`'s record."""
+    def compile_from_config(comp: dict, custom_objects=None):
+        """(loss, metrics[, loss_weights]) for ``compile`` from :meth:`compile_config`'s record."""
         from .. import losses, metrics
-        loss = comp.get("loss")
-        loss = losses.deserialize(loss) if isinstance(loss, dict) else loss
-        mets = [metrics.deserialize(m) if isinstance(m, dict) else m for m in comp.get("metrics") or []]
+
+        def loss_of(v):
+            return losses.deserialize(v, custom_objects) if isinstance(v, dict) else v
+
+        def mets_of(v):
+            return [metrics.deserialize(m, custom_objects) if isinstance(m, dict) else m for m in v or []]
+        loss, mets = comp.get("loss"), comp.get("metrics")
+        if isinstance(loss, dict) and "outputs" in loss:
+            loss = [loss_of(v) for v in loss["outputs"]]
+        else:
+            loss = loss_of(loss)
+        if isinstance(mets, dict) and "outputs" in mets:
+            mets = [mets_of(v) for v in mets["outputs"]]
+        else:
+            mets = mets_of(mets)
+        if "loss_weights" in comp:
+            return loss, mets, comp["loss_weights"]
         return loss, mets
 
     def _require_compiled(self, what):
@@ -155,7 +196,7 @@ class Trainer:
         params = self.trainable_params()
         for p in params:
             p.grad = None
-        total, y_pred = self._forward_loss(Tensor._wrap(x), y, sw, training=True)
+        total, y_pred = self._forward_loss(_wrap(x), y, sw, training=True)
         value = None
         if check_finite:
             value = float(total.data)
@@ -169,13 +210,17 @@ class Trainer:
         """Loss (with penalties, as in training) and prediction on one batch, no update."""
         x, y, sw = unpack(data)
         with no_grad():
-            total, y_pred = self._forward_loss(Tensor._wrap(x), y, sw, training=True)
+            total, y_pred = self._forward_loss(_wrap(x), y, sw, training=True)
         return total.data, y_pred
 
     def predict_step(self, data):
+        """The model's output(s) as arrays: one, or a list in output order."""
         x, _, _ = unpack(data)
         with no_grad():
-            return self.forward(Tensor._wrap(x)).data
+            out = self.forward(_wrap(x))
+        if isinstance(out, dict):
+            out = [out[k] for k in self.output_names]
+        return [o.data for o in out] if isinstance(out, (list, tuple)) else out.data
 
     # ---- data plumbing ------------------------------------------------------------------
     def _on_device(self):
@@ -187,48 +232,72 @@ class Trainer:
         return np.dtype(self.dtype or backend.default_dtype)
 
     def _to_model(self, a, cast=False):
-        """An array moved to the model's backend (x cast to the model's float dtype)."""
+        """Array(s) moved to the model's backend (x cast to each input's dtype: the model's
+        float dtype, or an integer Input's own)."""
+        if isinstance(a, tuple):
+            dts = self.input_dtypes if cast else [None] * len(a)
+            return tuple(self._to_model_one(v, cast, dt) for v, dt in zip(a, dts))
+        return self._to_model_one(a, cast, self.input_dtypes[0] if cast else None)
+
+    def _to_model_one(self, a, cast, input_dtype=None):
         if a is None:
             return None
         on = self._on_device()
         if backend.is_cupy_array(a) != on:
             a = backend.to_backend(a, "cupy" if on else "numpy")
-        if cast and a.dtype != self._x_dtype():
-            a = a.astype(self._x_dtype())
+        if cast:
+            want = input_dtype if input_dtype is not None and input_dtype.kind in "iub" else self._x_dtype()
+            if a.dtype != want:
+                a = a.astype(want)
         return a
+
+    def _standardize(self, x, y, sw, what):
+        """x, y and sample_weight in the trainer's form (an array, or a tuple per input/output)."""
+        x = standardize(x, self.input_names, f"{what}: x", as_array)
+        y = standardize(y, self.output_names, f"{what}: y", as_array)
+        if sw is not None and len(self.output_names) > 1 and not isinstance(sw, (list, tuple, dict)):
+            sw = as_array(sw, f"{what}: sample_weight")  # one weight per sample, for every output
+        else:
+            sw = standardize(sw, self.output_names, f"{what}: sample_weight", as_array)
+        return x, y, sw
 
     def _prepare_arrays(self, x, y, sample_weight, what, finite_x=True, need_y=True):
         """Whole arrays, checked once before any step: types, lengths, shape against the model,
         finite values (unless TerminateOnNaN answers them), targets against the outputs."""
-        x = as_array(x, f"{what}: x")
-        y = as_array(y, f"{what}: y")
-        sw = as_array(sample_weight, f"{what}: sample_weight")
         if x is None:
             raise ValueError(f"{what}: expected an array, got None")
+        x, y, sw = self._standardize(x, y, sample_weight, what)
         if need_y and y is None:
             raise ValueError(f"{what}: expected targets y for array x, got None")
-        for name, a in (("y", y), ("sample_weight", sw)):
-            if a is not None and len(a) != len(x):
+        x0 = first(x)
+        for name, a in [("x", v) for v in leaves(x)[1:]] + [("y", v) for v in leaves(y) if v is not None] + \
+                [("sample_weight", v) for v in leaves(sw) if v is not None]:
+            if len(a) != len(x0):
                 raise ValueError(f"{what}: x and {name} must have the same number of samples, "
-                                 f"got {len(x)} and {len(a)}")
-        if len(x) == 0:
-            raise ValueError(f"{what}: expected at least one sample, got an empty array of shape {x.shape}")
-        if sw is not None and sw.ndim != 1:
-            raise ValueError(f"{what}: sample_weight expected shape ({len(x)},), got {tuple(sw.shape)}")
+                                 f"got {len(x0)} and {len(a)}")
+        if len(x0) == 0:
+            raise ValueError(f"{what}: expected at least one sample, got an empty array of shape {x0.shape}")
+        for a in leaves(sw):
+            if a is not None and a.ndim != 1:
+                raise ValueError(f"{what}: sample_weight expected shape ({len(x0)},), got {tuple(a.shape)}")
         if not self.built:
-            self.build(tuple(x.shape[1:]))
-        if tuple(x.shape[1:]) != tuple(self.input_shape):
-            raise ValueError(f"{what}: {self.describe()} expected x of shape (N, "
-                             f"{', '.join(map(str, self.input_shape))}), got {tuple(x.shape)}")
-        if finite_x:
-            _check_finite(x, f"{what}: x")
+            self.build(tuple(x0.shape[1:]))
+        for a, shape, name in zip(leaves(x), self.input_shapes, self.input_names):
+            if tuple(a.shape[1:]) != tuple(shape):
+                which = f" for input {name!r}" if isinstance(x, tuple) else ""
+                raise ValueError(f"{what}: {self.describe()} expected x{which} of shape (N, "
+                                 f"{', '.join(map(str, shape))}), got {tuple(a.shape)}")
+            if finite_x:
+                _check_finite(a, f"{what}: x")
         if y is not None:
             ids_checked = self.compiled_loss.check_targets(self, y, what)
             self.compiled_metrics.check_targets(self, y, what, ids_checked)
-            if y.dtype.kind == "f":
-                _check_finite(y, f"{what}: y")
-        if sw is not None:
-            _check_finite(sw, f"{what}: sample_weight")
+            for a in leaves(y):
+                if a.dtype.kind == "f":
+                    _check_finite(a, f"{what}: y")
+        for a in leaves(sw):
+            if a is not None:
+                _check_finite(a, f"{what}: sample_weight")
         return x, y, sw
 
     def _place(self, x, y, sw, keep_x_on_host=False):
@@ -236,9 +305,10 @@ class Trainer:
         batch; arrays that would take over half the free device memory stay on the host."""
         if not self._on_device():
             return x, y, sw
-        need = 0 if keep_x_on_host or backend.is_cupy_array(x) else \
-            len(x) * int(np.prod(x.shape[1:])) * self._x_dtype().itemsize
-        need += sum(a.nbytes for a in (y, sw) if a is not None and not backend.is_cupy_array(a))
+        need = 0 if keep_x_on_host else sum(
+            len(a) * int(np.prod(a.shape[1:])) * self._x_dtype().itemsize
+            for a in leaves(x) if not backend.is_cupy_array(a))
+        need += sum(a.nbytes for a in leaves(y) + leaves(sw) if a is not None and not backend.is_cupy_array(a))
         if need and need > backend.device_free_bytes() // 2:
             return x, y, sw
         if not keep_x_on_host:
@@ -249,9 +319,9 @@ class Trainer:
         """A batch from the iterator, checked (unless it came from validated arrays) and on
         the model's device, x in the model's float dtype."""
         if not checked:
-            batch = check_batch(batch, index, self.input_shape, finite=finite)
+            batch = check_batch(batch, index, self.input_shapes, finite=finite, standardize=self._standardize)
             if not self.built:
-                self.build(tuple(batch[0].shape[1:]))
+                self.build(tuple(first(batch[0]).shape[1:]))
         x, y, sw = unpack(batch)
         return self._to_model(x, cast=True), self._to_model(y), self._to_model(sw)
 
@@ -259,6 +329,9 @@ class Trainer:
         """Keras: each sample's weight times its class's (integer ids or one-hot rows)."""
         if class_weight is None:
             return sw
+        if isinstance(y, tuple):
+            raise ValueError("fit: class_weight applies to a model with one output; for several outputs "
+                             "pass sample_weight per output")
         xp = backend.get_array_module(y)
         ids = y if y.ndim == 1 or (y.ndim > 1 and y.dtype.kind in "iu") else y.argmax(axis=-1)
         top = max(class_weight) + 1
@@ -367,11 +440,12 @@ class Trainer:
             cbl.on_train_batch_begin(b, {})
             xb, yb, swb = self._batch_to_model(batch, plan.checked, b, finite=not plan.check_finite)
             if plan.augment is not None:
-                xb = self._to_model(plan.augment(backend.to_numpy(xb), grandom.get_rng()), cast=True)
+                xb = self._to_model(map_leaves(lambda a: plan.augment(backend.to_numpy(a), grandom.get_rng()), xb),
+                                    cast=True)
             swb = self._class_weights(yb, swb, plan.class_weight)
             st.batch = b + 1
             loss, y_pred, value = self.train_step((xb, yb, swb), plan.check_finite)
-            m = len(xb)
+            m = len(first(xb))
             sums.add_loss(loss, m)
             if value is None or math.isfinite(value):
                 self.compiled_metrics.update(yb, y_pred, swb)
@@ -410,14 +484,14 @@ class Trainer:
         it = self._eval_iterator(*unpack(data), batch_size, steps, "evaluate") if owned else data
         training = self.training
         self.train(False)
-        sums = _Sums(self.compiled_metrics)
+        sums = _Sums(self.compiled_metrics, self.compiled_loss)
         sums.reset()
         try:
             it.begin(grandom.get_rng())
             for b, batch in it.batches():
                 xb, yb, swb = self._batch_to_model(batch, it.adapter.checked, b, finite=True)
                 loss, y_pred = self.test_step((xb, yb, swb))
-                sums.add_loss(loss, len(xb))
+                sums.add_loss(loss, len(first(xb)))
                 self.compiled_metrics.update(yb, y_pred, swb)
         finally:
             self.train(training)
@@ -445,7 +519,8 @@ class Trainer:
         return values[0] if len(values) == 1 else values
 
     def predict(self, x, batch_size=None, verbose=0, steps=None, callbacks=None):
-        """Outputs for x, as a host NumPy array."""
+        """Outputs for x, as a host NumPy array (a list of them, in output order, for a model
+        of several outputs; a dict when its outputs were given as one)."""
         batch_size = 32 if batch_size is None else _positive_int("predict: batch_size", batch_size)
         adapter = get_adapter(x, None, None, batch_size, shuffle=False, steps=steps, what="predict")
         if adapter is None:
@@ -459,15 +534,24 @@ class Trainer:
             it.begin(grandom.get_rng())
             for b, batch in it.batches():
                 if not adapter.checked:
-                    batch = check_batch(batch, b, self.input_shape, need_y=False)
+                    batch = check_batch(batch, b, self.input_shapes, need_y=False, standardize=self._standardize)
                 xb = self._to_model(unpack(batch)[0], cast=True)
-                outs.append(backend.to_numpy(self.predict_step((xb,))))
+                outs.append(_to_host(self.predict_step((xb,))))
         finally:
             self.train(training)
             it.close()
         if not outs:
             raise ValueError("predict: the data gave no batch")
-        return np.concatenate(outs, axis=0)
+        return self._output_structure(outs)
+
+    def _output_structure(self, outs):
+        """Per-batch outputs joined: an array, a list per output, or a dict by output name."""
+        if not isinstance(outs[0], list):
+            return np.concatenate(outs, axis=0)
+        joined = [np.concatenate([o[i] for o in outs], axis=0) for i in range(len(outs[0]))]
+        if getattr(self, "_output_kind", None) == "dict":
+            return dict(zip(self.output_names, joined))
+        return joined
 
     # ---- one batch ----------------------------------------------------------------------
     def _one_batch(self, x, y, sample_weight, what):
@@ -478,6 +562,9 @@ class Trainer:
         self.compiled_metrics.reset()
         self.compiled_metrics.update(y, y_pred, sw)
         logs = {"loss": float(loss)}
+        if self.compiled_loss.multi:
+            for name, part in zip(self.compiled_loss.output_names, self.compiled_loss.parts):
+                logs[f"{name}_loss"] = float(part.data)
         logs.update(self.compiled_metrics.results())
         if return_dict:
             return logs
@@ -508,7 +595,7 @@ class Trainer:
         training = self.training
         self.train(False)
         try:
-            return backend.to_numpy(self.predict_step((self._to_model(xa, cast=True),)))
+            return self._output_structure([_to_host(self.predict_step((self._to_model(xa, cast=True),)))])
         finally:
             self.train(training)
 
@@ -555,13 +642,20 @@ class _FitPlan:
             xa, ya, swa = model._prepare_arrays(x, y, sample_weight, "fit", finite_x=not self.check_finite)
             val = None
             if validation_data is None and validation_split:
-                n_val = int(len(xa) * validation_split)
-                if n_val < 1 or n_val >= len(xa):
-                    raise ValueError(f"fit: validation_split={validation_split} of {len(xa)} samples leaves "
-                                     f"{n_val} for validation and {len(xa) - n_val} for training; need at "
+                n_all = len(first(xa))
+                n_val = int(n_all * validation_split)
+                if n_val < 1 or n_val >= n_all:
+                    raise ValueError(f"fit: validation_split={validation_split} of {n_all} samples leaves "
+                                     f"{n_val} for validation and {n_all - n_val} for training; need at "
                                      "least one of each")
-                val = (xa[-n_val:], ya[-n_val:], None if swa is None else swa[-n_val:])
-                xa, ya, swa = xa[:-n_val], ya[:-n_val], None if swa is None else swa[:-n_val]
+
+                def tail(a):
+                    return None if a is None else map_leaves(lambda v: v[-n_val:], a)
+
+                def head(a):
+                    return None if a is None else map_leaves(lambda v: v[:-n_val], a)
+                val = (tail(xa), tail(ya), tail(swa))
+                xa, ya, swa = head(xa), head(ya), head(swa)
             xa, ya, swa = model._place(xa, ya, swa, keep_x_on_host=augment is not None)
             adapter = ArrayAdapter(xa, ya, swa, self.batch_size, shuffle)
             if steps_per_epoch is not None:
@@ -586,5 +680,5 @@ class _FitPlan:
             *validation, self.validation_batch_size, validation_steps, "fit: validation_data")
         self.checked = adapter.checked
         self.iterator = EpochIterator(adapter)
-        self.sums = _Sums(model.compiled_metrics)
+        self.sums = _Sums(model.compiled_metrics, model.compiled_loss)
         model._plan = self
