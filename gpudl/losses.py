@@ -274,7 +274,7 @@ class LossFunctionWrapper(Loss):
         return self.fn(y_true, y_pred, **self._fn_kwargs)
 
     def get_config(self):
-        return {**super().get_config(), "fn": getattr(self.fn, "__name__", repr(self.fn)),
+        return {**super().get_config(), "fn": _fn_name(self.fn),
                 **self._fn_kwargs}
 
     @classmethod
@@ -282,7 +282,8 @@ class LossFunctionWrapper(Loss):
         config = dict(config)
         fn = config.pop("fn")
         if isinstance(fn, str):
-            found = (custom_objects or {}).get(fn) or _FUNCTIONS_BY_NAME.get(fn)
+            from .serialization import get_registered_object
+            found = get_registered_object(fn, custom_objects) or _FUNCTIONS_BY_NAME.get(fn)
             if found is None:
                 raise ValueError(f"LossFunctionWrapper: cannot rebuild the loss function {fn!r}: "
                                  "pass it in custom_objects={name: function}")
@@ -696,7 +697,8 @@ def serialize(loss):
         return ident
     if not isinstance(loss, Loss):
         loss = get(loss)
-    return {"class_name": type(loss).__name__, "config": loss.get_config()}
+    from .serialization import registered_name
+    return {"class_name": registered_name(loss) or type(loss).__name__, "config": loss.get_config()}
 
 
 def deserialize(config, custom_objects=None):
@@ -707,7 +709,8 @@ def deserialize(config, custom_objects=None):
         raise ValueError(f"could not deserialize loss {config!r}: expected a string or "
                          "{'class_name': ..., 'config': {...}}")
     name = config["class_name"]
-    cls = (custom_objects or {}).get(name) or _CLASSES_BY_NAME.get(name)
+    from .serialization import get_registered_object
+    cls = get_registered_object(name, custom_objects) or _CLASSES_BY_NAME.get(name)
     if cls is None:
         raise ValueError(f"unknown loss class {name!r}: expected one of "
                          f"{', '.join(sorted(_CLASSES_BY_NAME))} or one named in custom_objects")
@@ -724,3 +727,9 @@ def _per_sample_no_grad(loss, y_true, y_pred):
         yp = _as_pred(y_pred, where)
         values, mask = loss._values(_as_array_like(y_true, yp, "y_true", where), yp)
     return values.data, mask
+
+
+def _fn_name(fn):
+    """A wrapped function's saved name: "package>name" when registered, else its __name__."""
+    from .serialization import registered_name
+    return registered_name(fn) or getattr(fn, "__name__", repr(fn))

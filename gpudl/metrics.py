@@ -337,7 +337,7 @@ class MeanMetricWrapper(Mean):
         super().update_state(values, sample_weight=sw)
 
     def get_config(self):
-        return {**super().get_config(), "fn": getattr(self._fn, "__name__", repr(self._fn)),
+        return {**super().get_config(), "fn": _fn_name(self._fn),
                 **self._fn_kwargs}
 
     @classmethod
@@ -345,7 +345,8 @@ class MeanMetricWrapper(Mean):
         config = dict(config)
         fn = config.pop("fn")
         if isinstance(fn, str):
-            found = (custom_objects or {}).get(fn) or _FUNCTIONS.get(fn)
+            from .serialization import get_registered_object
+            found = get_registered_object(fn, custom_objects) or _FUNCTIONS.get(fn)
             if found is None:
                 raise ValueError(f"MeanMetricWrapper: cannot rebuild the metric function {fn!r}: "
                                  "pass it in custom_objects={name: function}")
@@ -1008,7 +1009,8 @@ def serialize(metric):
         return ident
     if not isinstance(metric, Metric):
         metric = get(metric)
-    return {"class_name": type(metric).__name__, "config": metric.get_config()}
+    from .serialization import registered_name
+    return {"class_name": registered_name(metric) or type(metric).__name__, "config": metric.get_config()}
 
 
 def deserialize(config, custom_objects=None):
@@ -1019,7 +1021,8 @@ def deserialize(config, custom_objects=None):
         raise ValueError(f"could not deserialize metric {config!r}: expected a string or "
                          "{'class_name': ..., 'config': {...}}")
     name = config["class_name"]
-    cls = (custom_objects or {}).get(name) or _CLASSES_BY_NAME.get(name)
+    from .serialization import get_registered_object
+    cls = get_registered_object(name, custom_objects) or _CLASSES_BY_NAME.get(name)
     if cls is None:
         raise ValueError(f"unknown metric class {name!r}: expected one of "
                          f"{', '.join(sorted(_CLASSES_BY_NAME))} or one named in custom_objects")
@@ -1027,3 +1030,9 @@ def deserialize(config, custom_objects=None):
     if cls is MeanMetricWrapper:
         return cls.from_config(cfg, custom_objects)
     return cls.from_config(cfg)
+
+
+def _fn_name(fn):
+    """A wrapped function's saved name: "package>name" when registered, else its __name__."""
+    from .serialization import registered_name
+    return registered_name(fn) or getattr(fn, "__name__", repr(fn))

@@ -322,3 +322,28 @@ def test_unknown_registered_name_in_a_file_is_a_clear_error(tmp_path):
         gpudl.load_model(tmp_path / "m")
     loaded = gpudl.load_model(tmp_path / "m", custom_objects={"Twice": Twice})
     assert type(loaded.layers[0]) is Twice
+
+
+def test_registered_loss_metric_and_optimizer_save_and_load(tmp_path):
+    @gpudl.register_serializable(package="tests")
+    def doubled_mse(y_true, y_pred):
+        return ((y_true - y_pred) ** 2).mean(axis=-1) * 2
+
+    @gpudl.register_serializable(package="tests")
+    def mean_abs_pred(y_true, y_pred):
+        return abs(y_pred).mean(axis=-1)
+
+    @gpudl.register_serializable(package="tests")
+    class HalfSGD(gpudl.optimizers.SGD):
+        pass
+
+    m = gpudl.Sequential([layers.Dense(2)], input_shape=(3,))
+    m.compile(HalfSGD(learning_rate=0.05), doubled_mse, metrics=[mean_abs_pred])
+    x = np.ones((4, 3), np.float32)
+    y = np.zeros((4, 2), np.float32)
+    m.fit(x, y, epochs=1, verbose=0)
+    m.save(tmp_path / "m")
+    loaded = gpudl.load_model(tmp_path / "m")
+    assert type(loaded.optimizer) is HalfSGD and loaded.optimizer.learning_rate == 0.05
+    assert loaded.evaluate(x, y, return_dict=True) == m.evaluate(x, y, return_dict=True)
+    assert "mean_abs_pred" in loaded.metrics

@@ -7,7 +7,8 @@ import numpy as np
 
 from .. import activations
 from .. import functional as F
-from .base import InputSpec, Layer, get_layer_class
+from .. import serialization
+from .base import InputSpec, Layer
 from .core import _act_name, _init_name
 
 __all__ = ["Highway", "Residual"]
@@ -89,7 +90,7 @@ class Residual(Layer):
                 # a layer used twice is written once and then referred to: loading keeps it shared
                 "layers": [{"same_as": next(j for j, o in enumerate(self.layers) if o is layer)}
                            if any(o is layer for o in self.layers[:i]) else
-                           {"class": type(layer).__name__, "config": layer.get_config()}
+                           serialization.serialize_layer(layer)
                            for i, layer in enumerate(self.layers)]}
 
     @classmethod
@@ -104,5 +105,5 @@ class Residual(Layer):
                     raise ValueError(f"Residual config: 'same_as' must name an earlier layer, got {j!r}")
                 inner.append(inner[j])
             else:
-                inner.append(get_layer_class(s["class"]).from_config(s["config"]))
+                inner.append(serialization.deserialize_layer(s))
         return cls(*inner, **config)

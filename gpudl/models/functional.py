@@ -578,9 +578,10 @@ class Model(Trainer, Layer):
                 "model": _model_record(self),
                 "dtype": str(np.dtype(self.dtype or backend.default_dtype))}
         if self.optimizer is not None:
-            meta["compile"] = {"optimizer": {"class": type(self.optimizer).__name__,
-                                             "config": self.optimizer.get_config(),
-                                             "iterations": self.optimizer.iterations},
+            from .. import optimizers as optim
+            from .. import serialization
+            record = serialization.serialize_object(self.optimizer, "optimizer", optim.builtin_classes())
+            meta["compile"] = {"optimizer": {**record, "iterations": self.optimizer.iterations},
                                **self.compile_config()}
             for k, v in self.optimizer.get_state(self.params()).items():
                 arrays[f"opt/{k}"] = v

@@ -60,7 +60,7 @@ def load_model(path, custom_objects=None, compile=True):
         comp = meta.get("compile") if compile else None
         if comp:
             oc = comp["optimizer"]
-            opt = optim.from_config(oc["class"], oc["config"])
+            opt = optim.from_config(oc["class"], oc["config"], custom_objects)
             try:
                 model.compile(opt, *model.compile_from_config(comp, custom_objects))
             except ValueError as exc:

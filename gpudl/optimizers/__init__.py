@@ -575,11 +575,18 @@ def get(opt) -> Optimizer:
                      "or a gpudl.optimizers.Optimizer")
 
 
-def from_config(name: str, config: dict) -> Optimizer:
-    """Rebuild a saved optimizer from its class name and ``get_config()``."""
+def builtin_classes() -> dict:
+    """gpudl's optimizer classes by class name (and Keras's ``RMSprop`` spelling)."""
     classes = {c.__name__: c for c in _CLASSES.values()}
     classes["RMSprop"] = RMSProp
-    cls = classes.get(name)
-    if cls is None:
+    return classes
+
+
+def from_config(name: str, config: dict, custom_objects=None) -> Optimizer:
+    """Rebuild a saved optimizer from its class name (a registered user optimizer's
+    ``"package>Name"``) and ``get_config()``."""
+    from .. import serialization
+    classes = builtin_classes()
+    if ">" not in name and name not in classes and not serialization.get_registered_object(name, custom_objects):
         raise ValueError(f"unknown optimizer class {name!r}: expected one of {', '.join(map(repr, classes))}")
-    return cls.from_config(config)
+    return serialization.deserialize_object({"class": name, "config": config}, "optimizer", classes, custom_objects)
