@@ -347,3 +347,27 @@ def test_registered_loss_metric_and_optimizer_save_and_load(tmp_path):
     assert type(loaded.optimizer) is HalfSGD and loaded.optimizer.learning_rate == 0.05
     assert loaded.evaluate(x, y, return_dict=True) == m.evaluate(x, y, return_dict=True)
     assert "mean_abs_pred" in loaded.metrics
+
+
+@pytest.mark.gpu
+def test_two_input_model_on_the_device_matches_numpy():
+    """Built under the CuPy backend, the graph's parameters live on the device and its
+    outputs equal the NumPy model's with the same weights."""
+    from gpudl.backend import cupy_available
+    if not cupy_available():
+        pytest.skip("CuPy backend unavailable")
+    img, side, y = _two_input_data(8)
+    gpudl.set_backend("numpy")
+    host = _two_input_model()
+    want = host.predict([img, side])
+    try:
+        gpudl.set_backend("cupy")
+        dev = _two_input_model()
+        import cupy
+        assert all(isinstance(p.data, cupy.ndarray) for p in dev.params())
+        dev.set_weights(host.get_weights())
+        np.testing.assert_allclose(dev.predict([img, side]), want, rtol=1e-5, atol=1e-6)
+        dev.compile("adam", "sparse_categorical_crossentropy")
+        dev.fit([img, side], y, epochs=1, batch_size=4, verbose=0)
+    finally:
+        gpudl.set_backend("numpy")

@@ -169,11 +169,14 @@ def accepts_mask(layer) -> bool:
 
 
 def _dummy(kt: KerasTensor):
-    return Tensor._wrap(np.zeros((1,) + kt._shape, dtype=kt.dtype))
+    """A zero sample on the active backend (where the layer's parameters are then made)."""
+    return Tensor(np.zeros((1,) + kt._shape, dtype=kt.dtype), dtype=kt.dtype)
 
 
 def _dummy_mask(kt: KerasTensor):
-    return np.ones((1, kt._shape[0]) if kt._shape else (1,), dtype=bool) if kt.has_mask else None
+    if not kt.has_mask:
+        return None
+    return backend.get_xp().ones((1, kt._shape[0]) if kt._shape else (1,), dtype=bool)
 
 
 def _structure_mask(args, masks):
@@ -404,7 +407,7 @@ class Model(Trainer, Layer):
         for kt, v in zip(self.inputs, x):
             if not isinstance(v, Tensor):
                 v = np.asarray(v) if not (isinstance(v, np.ndarray) or backend.is_cupy_array(v)) else v
-                v = Tensor._wrap(v) if v.dtype.kind in "iub" else Tensor(v)
+                v = Tensor(v, dtype=v.dtype)
             if tuple(v.shape[1:]) != kt._shape:
                 raise ValueError(f"{self.describe()}: input '{kt.node.layer.name}' expected shape (batch, "
                                  f"{', '.join(map(str, kt._shape))}), got shape {v.shape}")

@@ -177,7 +177,11 @@ class Sequential(Model):
 
     @property
     def input_dtypes(self) -> list:
-        return [None]
+        # token ids stay integers on their way to a first Embedding (no float round trip,
+        # and no check of the values on the device)
+        from ..layers.embedding import Embedding
+        first = self.layers[0] if self.layers else None
+        return [np.dtype(np.int64) if isinstance(first, Embedding) else None]
 
     @property
     def output_shapes(self) -> list:
