@@ -14,6 +14,16 @@ The NumPy path is im2col + one BLAS matrix product per direction:
 That mix of layouts measured fastest on two cores (each product runs on contiguous
 operands, and col2im reads whole Ho*Wo planes); ``benchmarks/bench_cnn_cpu.py`` times it
 against PyTorch. The CuPy path calls the launchers in ``gpudl.kernels.conv``.
+
+Dilation spaces the taps of a window: tap (a, b) reads ``xpad[i*sh + a*dh, j*sw + b*dw]``, so
+im2col's window view and col2im's slices just take the dilated offsets (an effective kernel of
+(k - 1)*d + 1 for sizes and "same" padding). Groups split the channels into ``groups``
+independent convolutions: cols keeps its rows and gains a group axis, (N*Ho*Wo, G, kh*kw*C/G),
+and each product becomes one batched product over the groups (no Python loop over them).
+
+``conv1d`` is ``conv2d`` on (N, C, 1, L). ``conv_transpose2d`` is the input gradient of a
+convolution run forwards (GEMM, then col2im) and its backward is that convolution's forward
+(im2col, then GEMM), so it reuses the same building blocks on both backends.
 """
 from __future__ import annotations
 
@@ -24,7 +34,9 @@ import numpy as np
 from ..autograd import Function, as_tensor
 from ._util import on_gpu, require_float
 
-__all__ = ["conv2d", "conv_output_size", "normalize_stride", "normalize_padding"]
+__all__ = ["conv2d", "conv1d", "conv_transpose2d", "conv_output_size", "normalize_stride",
+           "normalize_padding", "normalize_dilation", "normalize_groups", "effective_kernel",
+           "transpose_output_size", "conv1d_pads", "transpose_pads"]
 
 
 def _int_pair(value, op: str, arg: str, minimum: int, what: str):
@@ -48,6 +60,27 @@ def normalize_stride(stride, op: str = "conv2d"):
 
 def normalize_kernel(kernel_size, op: str):
     return _int_pair(kernel_size, op, "kernel_size", 1, "a positive int")
+
+
+def normalize_dilation(dilation, op: str = "conv2d", arg: str = "dilation"):
+    """(dh, dw) from an int or a pair, each >= 1."""
+    return _int_pair(dilation, op, arg, 1, "a positive int")
+
+
+def normalize_groups(groups, op: str = "conv2d"):
+    if isinstance(groups, bool) or not isinstance(groups, numbers.Integral) or groups < 1:
+        raise ValueError(f"{op} expected groups a positive int, got {groups!r}")
+    return int(groups)
+
+
+def effective_kernel(kernel, dilation):
+    """The extent (k - 1)*d + 1 of each dilated kernel axis."""
+    return tuple((k - 1) * d + 1 for k, d in zip(kernel, dilation))
+
+
+def transpose_output_size(n: int, k: int, s: int, pad_total: int, output_padding: int = 0) -> int:
+    """Output length of a transposed convolution: (n - 1)*s + k - pads + output_padding (k dilated)."""
+    return (n - 1) * s + k - pad_total + output_padding
 
 
 def normalize_padding(padding, in_hw, kernel, stride, op: str = "conv2d"):
@@ -97,33 +130,46 @@ def _pad_channels_last(x, pads):
     return out
 
 
-def _im2col(x, kernel, stride, pads, out_hw):
-    """cols (N*Ho*Wo, kh*kw*C): row = one output pixel, columns ordered (kh, kw, C)."""
+def _im2col(x, kernel, stride, pads, out_hw, dilation=(1, 1), groups=1):
+    """cols (N*Ho*Wo, kh*kw*C): row = one output pixel, columns ordered (kh, kw, C); with
+    groups, ordered (G, kh, kw, C/G), so cols.reshape(N*Ho*Wo, G, -1)[:, g] is group g's."""
     n, c = x.shape[:2]
     kh, kw = kernel
     sh, sw = stride
+    dh, dw = dilation
     ho, wo = out_hw
     xpad = _pad_channels_last(x, pads)
     s0, s1, s2, s3 = xpad.strides
-    # windows[n, i, j, a, b, c] = xpad[n, i*sh + a, j*sw + b, c]
-    windows = np.lib.stride_tricks.as_strided(
-        xpad, shape=(n, ho, wo, kh, kw, c), strides=(s0, s1 * sh, s2 * sw, s1, s2, s3), writeable=False)
-    cols = np.empty((n, ho, wo, kh, kw, c), dtype=x.dtype)
+    if groups == 1:
+        # windows[n, i, j, a, b, c] = xpad[n, i*sh + a*dh, j*sw + b*dw, c]
+        windows = np.lib.stride_tricks.as_strided(
+            xpad, shape=(n, ho, wo, kh, kw, c), strides=(s0, s1 * sh, s2 * sw, s1 * dh, s2 * dw, s3),
+            writeable=False)
+        cols = np.empty((n, ho, wo, kh, kw, c), dtype=x.dtype)
+    else:
+        cg = c // groups
+        # windows[n, i, j, g, a, b, c] = xpad[n, i*sh + a*dh, j*sw + b*dw, g*cg + c]
+        windows = np.lib.stride_tricks.as_strided(
+            xpad, shape=(n, ho, wo, groups, kh, kw, cg),
+            strides=(s0, s1 * sh, s2 * sw, s3 * cg, s1 * dh, s2 * dw, s3), writeable=False)
+        cols = np.empty((n, ho, wo, groups, kh, kw, cg), dtype=x.dtype)
     cols[...] = windows
     return cols.reshape(n * ho * wo, kh * kw * c)
 
 
-def _col2im(gcols, x_shape, kernel, stride, pads, out_hw):
+def _col2im(gcols, x_shape, kernel, stride, pads, out_hw, dilation=(1, 1)):
     """Sum gcols (C, kh, kw, N, Ho, Wo) back into the input gradient (N, C, H, W)."""
     n, c, h, w = x_shape
     kh, kw = kernel
     sh, sw = stride
+    dh, dw = dilation
     ho, wo = out_hw
     pt, pb, pl, pr = pads
     g = np.zeros((c, n, h + pt + pb, w + pl + pr), dtype=gcols.dtype)
     for a in range(kh):
         for b in range(kw):
-            g[:, :, a:a + sh * (ho - 1) + 1:sh, b:b + sw * (wo - 1) + 1:sw] += gcols[:, a, b]
+            r, q = a * dh, b * dw
+            g[:, :, r:r + sh * (ho - 1) + 1:sh, q:q + sw * (wo - 1) + 1:sw] += gcols[:, a, b]
     return np.ascontiguousarray(g[:, :, pt:pt + h, pl:pl + w].transpose(1, 0, 2, 3))
 
 
@@ -132,8 +178,9 @@ class Conv2d(Function):
     applied in place on the output and its mask folded into the copy backward makes
     anyway, which saves two passes over the largest activations of a CNN."""
 
-    def __init__(self, stride, pads, out_hw, relu=False):
+    def __init__(self, stride, pads, out_hw, relu=False, dilation=(1, 1), groups=1):
         self.stride, self.pads, self.out_hw, self.relu = stride, pads, out_hw, relu
+        self.dilation, self.groups = tuple(dilation), int(groups)
 
     def forward(self, x, W, b=None):
         self.has_b = b is not None
@@ -145,18 +192,24 @@ class Conv2d(Function):
                 b = b.copy()
             self._saved = (x, W)
             # bias and ReLU are the product's epilogue: one pass over y, in place
-            y = K.conv2d_forward(x, W, b, self.stride, self.pads, relu=self.relu)
+            y = K.conv2d_forward(x, W, b, self.stride, self.pads, relu=self.relu,
+                                 dilation=self.dilation, groups=self.groups)
             if self.relu:
                 self._saved_y = y
             return y
         out_ch, _, kh, kw = W.shape
         n = x.shape[0]
         ho, wo = self.out_hw
-        cols = _im2col(x, (kh, kw), self.stride, self.pads, self.out_hw)
-        w_rows = W.transpose(0, 2, 3, 1).reshape(out_ch, -1)  # (out_ch, kh*kw*C) like cols
+        groups = self.groups
+        cols = _im2col(x, (kh, kw), self.stride, self.pads, self.out_hw, self.dilation, groups)
+        w_rows = W.transpose(0, 2, 3, 1).reshape(out_ch, -1)  # (out_ch, kh*kw*C/G) like cols
         # (out_ch, N*Ho*Wo): moving it to NCHW then copies runs of Ho*Wo floats, where the
         # (N*Ho*Wo, out_ch) product would need a gather of single floats (measured 1.2-2x slower)
-        y = w_rows @ cols.T
+        if groups == 1:
+            y = w_rows @ cols.T
+        else:  # one batched product: (G, out_ch/G, K) @ (G, K, N*Ho*Wo), K = kh*kw*C/G
+            y = np.matmul(w_rows.reshape(groups, out_ch // groups, -1),
+                          cols.reshape(cols.shape[0], groups, -1).transpose(1, 2, 0)).reshape(out_ch, -1)
         out = np.empty((n, out_ch, ho, wo), dtype=y.dtype)
         y4 = y.reshape(out_ch, n, ho, wo).transpose(1, 0, 2, 3)
         if b is not None:
@@ -179,12 +232,14 @@ class Conv2d(Function):
             gy = gy if gy.flags.c_contiguous else gy.copy()
             # the ReLU's mask rides on the transposing copy of gy the weight gradient makes
             gx, gW, gb = K.conv2d_backward(x, W, gy, self.stride, self.pads, need_x_grad=need_x,
-                                           relu_y=self._saved_y if self.relu else None)
+                                           relu_y=self._saved_y if self.relu else None,
+                                           dilation=self.dilation, groups=self.groups)
             if not need_x:
                 gx = None
             return (gx, gW, gb) if self.has_b else (gx, gW)
         cols, W = self._saved
         out_ch, c, kh, kw = W.shape
+        groups = self.groups
         # (out_ch, N*Ho*Wo): one copy serves the bias, weight and input gradients
         if self.relu:  # the ReLU's mask applied in the same pass as the transposing copy
             gy_t = np.empty((out_ch,) + (gy.shape[0],) + gy.shape[2:], dtype=gy.dtype)
@@ -196,24 +251,159 @@ class Conv2d(Function):
         if need_w:
             # computed transposed, (kh*kw*C, out_ch): the same product, but OpenBLAS runs this
             # orientation of the long-K GEMM far more steadily when the cores are shared
-            gW = (cols.T @ gy_t.T).T.reshape(out_ch, kh, kw, c).transpose(0, 3, 1, 2)
+            if groups == 1:
+                gW = (cols.T @ gy_t.T).T.reshape(out_ch, kh, kw, c).transpose(0, 3, 1, 2)
+            else:  # (G, K, N*Ho*Wo) @ (G, N*Ho*Wo, out_ch/G), then back to (out_ch, C/G, kh, kw)
+                gwt = np.matmul(cols.reshape(cols.shape[0], groups, -1).transpose(1, 2, 0),
+                                gy_t.reshape(groups, out_ch // groups, -1).transpose(0, 2, 1))
+                gW = gwt.transpose(0, 2, 1).reshape(out_ch, kh, kw, c).transpose(0, 3, 1, 2)
             gW = np.ascontiguousarray(gW, dtype=W.dtype)
         if need_x:
-            w_cols = W.transpose(1, 2, 3, 0).reshape(c * kh * kw, out_ch)  # (C*kh*kw, out_ch)
-            gcols = (w_cols @ gy_t).reshape(c, kh, kw, gy.shape[0], *self.out_hw)
-            gx = _col2im(gcols, self.x_shape, (kh, kw), self.stride, self.pads, self.out_hw)
+            if groups == 1:
+                w_cols = W.transpose(1, 2, 3, 0).reshape(c * kh * kw, out_ch)  # (C*kh*kw, out_ch)
+                gcols = w_cols @ gy_t
+            else:  # (G, C/G*kh*kw, out_ch/G) @ (G, out_ch/G, N*Ho*Wo): rows come out (C, kh, kw)
+                fg = out_ch // groups
+                w_cols = W.reshape(groups, fg, c, kh, kw).transpose(0, 2, 3, 4, 1).reshape(groups, -1, fg)
+                gcols = np.matmul(w_cols, gy_t.reshape(groups, fg, -1))
+            gcols = gcols.reshape(self.x_shape[1], kh, kw, gy.shape[0], *self.out_hw)
+            gx = _col2im(gcols, self.x_shape, (kh, kw), self.stride, self.pads, self.out_hw, self.dilation)
         if self.has_b:
             return gx, gW, gy_t.sum(axis=1)
         return gx, gW
 
 
-def conv2d(x, W, b=None, stride=1, padding=0, activation=None):
+class ConvTranspose2d(Function):
+    """The transposed convolution: y is the input gradient of the convolution whose output
+    has x's shape (GEMM, then col2im), cropped by (top, left); its backward runs that
+    convolution forwards (im2col of gy, then GEMM). ``relu=True`` fuses a ReLU as Conv2d does."""
+
+    def __init__(self, stride, pads, output_padding, dilation, out_hw, relu=False):
+        self.stride, self.pads, self.output_padding = stride, pads, output_padding
+        self.dilation, self.out_hw, self.relu = tuple(dilation), out_hw, relu
+        pt, pb, pl, pr = pads
+        oh, ow = output_padding
+        # the convolution's pads: output_padding takes rows off the bottom pad, and rows past
+        # the last window (output_padding beyond the pad) are simply not reached
+        self.col_pads = (pt, max(pb - oh, 0), pl, max(pr - ow, 0))
+
+    def forward(self, x, W, b=None):
+        self.has_b = b is not None
+        if on_gpu(x):
+            from ..kernels import conv as K
+            x = x if x.flags.c_contiguous else x.copy()
+            W = W if W.flags.c_contiguous else W.copy()
+            if b is not None and not b.flags.c_contiguous:
+                b = b.copy()
+            self._saved = (x, W)
+            y = K.conv_transpose2d_forward(x, W, b, self.stride, self.pads, self.output_padding,
+                                           dilation=self.dilation, relu=self.relu)
+            if self.relu:
+                self._saved_y = y
+            return y
+        c_in, c_out, kh, kw = W.shape
+        n, _, h, w = x.shape
+        x_t = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).reshape(c_in, -1)  # (C_in, N*H*W)
+        gcols = (W.reshape(c_in, -1).T @ x_t).reshape(c_out, kh, kw, n, h, w)
+        y = _col2im(gcols, (n, c_out) + tuple(self.out_hw), (kh, kw), self.stride, self.col_pads, (h, w),
+                    self.dilation)
+        if b is not None:
+            y += b.reshape(1, c_out, 1, 1)
+        if self.relu:
+            np.maximum(y, 0, out=y)
+            self._saved_y = y
+        self._saved = (x_t, W)
+        self.x_shape = x.shape
+        return y
+
+    def backward(self, gy):
+        need_x = self.inputs[0].requires_grad
+        if on_gpu(gy):
+            from ..kernels import conv as K
+            x, W = self._saved
+            gy = gy if gy.flags.c_contiguous else gy.copy()
+            gx, gW, gb = K.conv_transpose2d_backward(
+                x, W, gy, self.stride, self.pads, self.output_padding, dilation=self.dilation,
+                need_x_grad=need_x, relu_y=self._saved_y if self.relu else None)
+            if not need_x:
+                gx = None
+            return (gx, gW, gb) if self.has_b else (gx, gW)
+        x_t, W = self._saved
+        c_in, c_out, kh, kw = W.shape
+        n, _, h, w = self.x_shape
+        if self.relu:
+            gy = gy * (self._saved_y > 0)
+        cols = _im2col(gy, (kh, kw), self.stride, self.col_pads, (h, w), self.dilation)  # (N*H*W, kh*kw*C_out)
+        gx = gW = None
+        if self.inputs[1].requires_grad:
+            gW = (x_t @ cols).reshape(c_in, kh, kw, c_out).transpose(0, 3, 1, 2)
+            gW = np.ascontiguousarray(gW, dtype=W.dtype)
+        if need_x:
+            w_rows = W.transpose(0, 2, 3, 1).reshape(c_in, -1)  # (C_in, kh*kw*C_out) like cols
+            gx = np.ascontiguousarray((w_rows @ cols.T).reshape(c_in, n, h, w).transpose(1, 0, 2, 3))
+        if self.has_b:
+            return gx, gW, gy.sum(axis=(0, 2, 3))
+        return gx, gW
+
+
+def _check_channels(x_shape, w_shape, groups, op):
+    """x's channels against W (out_ch, in_ch / groups, ...) and groups."""
+    c, f = x_shape[1], w_shape[0]
+    if groups == 1:
+        if c != w_shape[1]:
+            raise ValueError(f"{op} expected x with {w_shape[1]} channels on axis 1 (W is {w_shape}), "
+                             f"got shape {x_shape}")
+        return
+    if c % groups:
+        raise ValueError(f"{op} expected groups to divide the {c} input channels, got groups={groups}")
+    if f % groups:
+        raise ValueError(f"{op} expected groups to divide the {f} output channels (W is {w_shape}), "
+                         f"got groups={groups}")
+    if w_shape[1] * groups != c:
+        raise ValueError(f"{op} expected W with {c // groups} input channels per group on axis 1 "
+                         f"({c} channels in {groups} groups), got W of shape {w_shape}")
+
+
+def _check_bias(b, x, n_out, op):
+    if b is None:
+        return None
+    b = as_tensor(b, like=x)
+    if b.shape != (n_out,):
+        raise ValueError(f"{op} expected b of shape ({n_out},) (one per output channel), got {b.shape}")
+    return b
+
+
+def _check_activation(activation, op):
+    if activation not in (None, "relu"):
+        raise ValueError(f"{op} fuses activation None or 'relu', got {activation!r}")
+
+
+def _conv(x, W, b, stride, pads, dilation, groups, activation, padding, op):
+    """conv2d on checked Tensors: pads (top, bottom, left, right) explicit."""
+    kernel = (W.shape[2], W.shape[3])
+    span = effective_kernel(kernel, dilation)
+    padded = (x.shape[2] + pads[0] + pads[1], x.shape[3] + pads[2] + pads[3])
+    if span[0] > padded[0] or span[1] > padded[1]:
+        what = f"kernel {kernel}" if dilation == (1, 1) else f"kernel {kernel} dilated by {dilation} to {span}"
+        raise ValueError(f"{op} {what} is larger than the padded input {padded} "
+                         f"(input {x.shape[2:]}, padding {padding!r})")
+    out_hw = (conv_output_size(x.shape[2], span[0], stride[0], pads[0] + pads[1]),
+              conv_output_size(x.shape[3], span[1], stride[1], pads[2] + pads[3]))
+    _check_activation(activation, op)
+    fn = Conv2d(stride, pads, out_hw, relu=activation == "relu", dilation=dilation, groups=groups)
+    return fn(x, W) if b is None else fn(x, W, b)
+
+
+def conv2d(x, W, b=None, stride=1, padding=0, activation=None, dilation=1, groups=1):
     """2-D convolution (cross-correlation, as in every DL library) of NCHW images.
 
-    x (N, C, H, W); W (out_ch, C, kh, kw); b (out_ch,) or None; stride an int or (sh, sw);
-    padding an int, a pair (rows, cols) padded on both sides, ``"valid"`` or ``"same"``
-    (output ceil(H / sh) x ceil(W / sw); an odd total pad puts the extra row/column at the
-    bottom/right, as TensorFlow/Keras do). Returns (N, out_ch, Ho, Wo).
+    x (N, C, H, W); W (out_ch, C / groups, kh, kw); b (out_ch,) or None; stride and
+    dilation an int or a pair; padding an int, a pair (rows, cols) padded on both sides,
+    ``"valid"`` or ``"same"`` (output ceil(H / sh) x ceil(W / sw); an odd total pad puts the
+    extra row/column at the bottom/right, as TensorFlow/Keras do; a dilated kernel counts
+    its span (k - 1)*d + 1). ``groups`` splits the channels into that many independent
+    convolutions, output channels ``[g*out_ch/G, (g+1)*out_ch/G)`` seeing input channels
+    ``[g*C/G, (g+1)*C/G)`` (PyTorch's layout). Returns (N, out_ch, Ho, Wo).
     ``activation="relu"`` fuses a ReLU into the op (same result as ``F.relu(conv2d(...))``).
     """
     require_float(x, "conv2d")
@@ -223,23 +413,134 @@ def conv2d(x, W, b=None, stride=1, padding=0, activation=None):
         raise ValueError(f"conv2d expected x of rank 4 (N, C, H, W), got shape {x.shape}")
     if W.ndim != 4:
         raise ValueError(f"conv2d expected W of rank 4 (out_ch, in_ch, kh, kw), got shape {W.shape}")
-    if x.shape[1] != W.shape[1]:
-        raise ValueError(f"conv2d expected x with {W.shape[1]} channels on axis 1 (W is {W.shape}), "
-                         f"got shape {x.shape}")
-    if b is not None:
-        b = as_tensor(b, like=x)
-        if b.shape != (W.shape[0],):
-            raise ValueError(f"conv2d expected b of shape ({W.shape[0]},) (one per output channel), got {b.shape}")
+    groups = normalize_groups(groups, "conv2d")
+    _check_channels(x.shape, W.shape, groups, "conv2d")
+    b = _check_bias(b, x, W.shape[0], "conv2d")
     stride = normalize_stride(stride, "conv2d")
+    dilation = normalize_dilation(dilation, "conv2d")
     kernel = (W.shape[2], W.shape[3])
-    pads = normalize_padding(padding, x.shape[2:], kernel, stride, "conv2d")
-    padded = (x.shape[2] + pads[0] + pads[1], x.shape[3] + pads[2] + pads[3])
-    if kernel[0] > padded[0] or kernel[1] > padded[1]:
-        raise ValueError(f"conv2d kernel {kernel} is larger than the padded input {padded} "
-                         f"(input {x.shape[2:]}, padding {padding!r})")
-    out_hw = (conv_output_size(x.shape[2], kernel[0], stride[0], pads[0] + pads[1]),
-              conv_output_size(x.shape[3], kernel[1], stride[1], pads[2] + pads[3]))
-    if activation not in (None, "relu"):
-        raise ValueError(f"conv2d fuses activation None or 'relu', got {activation!r}")
-    fn = Conv2d(stride, pads, out_hw, relu=activation == "relu")
+    pads = normalize_padding(padding, x.shape[2:], effective_kernel(kernel, dilation), stride, "conv2d")
+    return _conv(x, W, b, stride, pads, dilation, groups, activation, padding, "conv2d")
+
+
+def _int_single(value, op, arg, minimum, what):
+    """An int from an int or a 1-tuple of one, >= minimum; ValueError otherwise."""
+    v = value[0] if isinstance(value, (tuple, list)) and len(value) == 1 else value
+    if isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= minimum:
+        return int(v)
+    raise ValueError(f"{op} expected {arg} {what} (or a 1-tuple of one), got {value!r}")
+
+
+def conv1d_pads(padding, length, span, stride, op="conv1d"):
+    """(left, right) pads of a 1-D convolution whose dilated kernel spans ``span``:
+    an int or a 1-tuple (both sides), ``"valid"``, ``"same"`` (output ceil(L / stride), the
+    odd pixel on the right) or ``"causal"`` (span - 1 on the left: output t sees inputs <= t)."""
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode == "causal":
+            return (span - 1, 0)
+        if mode == "valid":
+            return (0, 0)
+        if mode == "same":
+            return normalize_padding(mode, (length,), (span,), (stride,), op)
+    else:
+        try:
+            p = _int_single(padding, op, "padding", 0, "a non-negative int")
+            return (p, p)
+        except ValueError:
+            pass
+    raise ValueError(f"{op} expected padding a non-negative int, 'valid', 'same' or 'causal', got {padding!r}")
+
+
+def conv1d(x, W, b=None, stride=1, padding=0, dilation=1, groups=1, activation=None):
+    """1-D convolution of (N, C, L) sequences: ``conv2d`` on (N, C, 1, L).
+
+    W (out_ch, C / groups, k); b (out_ch,) or None; stride and dilation an int (or a
+    1-tuple); padding an int (both ends), ``"valid"``, ``"same"`` (Keras/TensorFlow: the odd
+    pad on the right) or ``"causal"`` (Keras: (k - 1)*dilation zeros on the left, so output t
+    depends on inputs up to t only). Returns (N, out_ch, L_out).
+    """
+    op = "conv1d"
+    require_float(x, op)
+    x = as_tensor(x)
+    W = as_tensor(W, like=x)
+    if x.ndim != 3:
+        raise ValueError(f"{op} expected x of rank 3 (N, C, L), got shape {x.shape}")
+    if W.ndim != 3:
+        raise ValueError(f"{op} expected W of rank 3 (out_ch, in_ch, k), got shape {W.shape}")
+    groups = normalize_groups(groups, op)
+    _check_channels(x.shape, W.shape, groups, op)
+    b = _check_bias(b, x, W.shape[0], op)
+    s = _int_single(stride, op, "stride", 1, "a positive int")
+    d = _int_single(dilation, op, "dilation", 1, "a positive int")
+    n, c, length = x.shape
+    k = W.shape[2]
+    span = (k - 1) * d + 1
+    left, right = conv1d_pads(padding, length, span, s, op)
+    if span > length + left + right:
+        what = f"kernel {k}" if d == 1 else f"kernel {k} dilated by {d} to {span}"
+        raise ValueError(f"{op} {what} is larger than the padded input {length + left + right} "
+                         f"(input length {length}, padding {padding!r})")
+    _check_activation(activation, op)
+    y = _conv(x.reshape(n, c, 1, length), W.reshape(W.shape[0], W.shape[1], 1, k), b, (1, s),
+              (0, 0, left, right), (1, d), groups, activation, padding, op)
+    return y.reshape(n, W.shape[0], y.shape[3])
+
+
+def transpose_pads(padding, op="conv_transpose2d"):
+    """(top, bottom, left, right) crops of a transposed convolution: an int, a pair (rows,
+    cols) cropped on both sides (PyTorch's padding) or the four of them."""
+    if (isinstance(padding, (tuple, list)) and len(padding) == 4
+            and all(isinstance(p, numbers.Integral) and not isinstance(p, bool) and p >= 0 for p in padding)):
+        return tuple(int(p) for p in padding)
+    try:
+        ph, pw = _int_pair(padding, op, "padding", 0, "a non-negative int")
+    except ValueError:
+        raise ValueError(f"{op} expected padding a non-negative int, a pair of them or four "
+                         f"(top, bottom, left, right), got {padding!r}") from None
+    return (ph, ph, pw, pw)
+
+
+def conv_transpose2d(x, W, b=None, stride=1, padding=0, output_padding=0, dilation=1, activation=None):
+    """Transposed 2-D convolution of NCHW images (PyTorch's ``conv_transpose2d``): the
+    gradient of ``conv2d`` with respect to its input, so it maps a convolution's output
+    shape back to its input shape.
+
+    x (N, C_in, H, W); W (C_in, C_out, kh, kw) (PyTorch's layout); b (C_out,) or None;
+    stride and dilation an int or a pair; padding an int or a pair cropped from both sides
+    of the full (H - 1)*sh + (kh - 1)*dh + 1 output, or (top, bottom, left, right);
+    output_padding (an int or a pair, each smaller than the stride or the dilation) adds
+    rows/columns at the bottom/right. Output (N, C_out, Ho, Wo) with
+    Ho = (H - 1)*sh - top - bottom + (kh - 1)*dh + output_padding + 1.
+    ``activation="relu"`` fuses a ReLU into the op.
+    """
+    op = "conv_transpose2d"
+    require_float(x, op)
+    x = as_tensor(x)
+    W = as_tensor(W, like=x)
+    if x.ndim != 4:
+        raise ValueError(f"{op} expected x of rank 4 (N, C, H, W), got shape {x.shape}")
+    if W.ndim != 4:
+        raise ValueError(f"{op} expected W of rank 4 (in_ch, out_ch, kh, kw), got shape {W.shape}")
+    if x.shape[1] != W.shape[0]:
+        raise ValueError(f"{op} expected x with {W.shape[0]} channels on axis 1 (W is {W.shape}, laid out "
+                         f"(in_ch, out_ch, kh, kw)), got shape {x.shape}")
+    b = _check_bias(b, x, W.shape[1], op)
+    stride = normalize_stride(stride, op)
+    dilation = normalize_dilation(dilation, op)
+    pads = transpose_pads(padding, op)
+    out_pad = _int_pair(output_padding, op, "output_padding", 0, "a non-negative int")
+    if any(o >= max(s, d) for o, s, d in zip(out_pad, stride, dilation)):
+        raise ValueError(f"{op} expected output_padding smaller than the stride or the dilation, got "
+                         f"output_padding {out_pad} with stride {stride} and dilation {dilation}")
+    span = effective_kernel((W.shape[2], W.shape[3]), dilation)
+    out_hw = (transpose_output_size(x.shape[2], span[0], stride[0], pads[0] + pads[1], out_pad[0]),
+              transpose_output_size(x.shape[3], span[1], stride[1], pads[2] + pads[3], out_pad[1]))
+    if min(out_hw) < 1:
+        full = (transpose_output_size(x.shape[2], span[0], stride[0], 0),
+                transpose_output_size(x.shape[3], span[1], stride[1], 0))
+        raise ValueError(f"{op} padding {padding!r} crops the whole {full} output (input {x.shape[2:]}, "
+                         f"kernel {tuple(W.shape[2:])}), leaving {out_hw}")
+    _check_activation(activation, op)
+    fn = ConvTranspose2d(stride, pads, out_pad, dilation, out_hw, relu=activation == "relu")
     return fn(x, W) if b is None else fn(x, W, b)

@@ -8,17 +8,43 @@ the gradient is written through a (N, C, Ho, kh, Wo, kw) reshape of the input gr
 with plain assignments (no zero-fill, no accumulation).
 
 Max pooling pads with -inf (a pad never wins) and sends each window's gradient to its
-first maximum, as PyTorch does. Average pooling counts padded zeros in the divisor
-(PyTorch's ``count_include_pad=True``): every window divides by kh*kw.
+first maximum, as PyTorch does. Average pooling counts padded zeros in the divisor by
+default (PyTorch's ``count_include_pad=True``): every window divides by kh*kw; with
+``count_include_pad=False`` each window divides by its real cells, as TensorFlow's "SAME"
+pooling does. ``padding="same"`` pads as TensorFlow/Keras do: output ceil(H / sh), the total
+pad max((Ho - 1)*sh + kh - H, 0) split with the odd row/column at the bottom/right.
+The CuPy path calls the launchers in ``gpudl.kernels.pooling``.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .. import backend
 from ..autograd import Function, as_tensor
-from ._util import on_gpu, require_float, scalar
-from .conv import _int_pair, conv_output_size, normalize_kernel, normalize_stride
+from ._util import contiguous, on_gpu, require_float, scalar
+from .conv import _int_pair, conv_output_size, normalize_kernel, normalize_padding, normalize_stride
 
 __all__ = ["max_pool2d", "avg_pool2d"]
+
+
+def _pool_pads(x_hw, kernel, stride, padding, op):
+    """(top, bottom, left, right) from an int, a pair, four ints, 'valid' or 'same'."""
+    if isinstance(padding, str):
+        if padding.lower() in ("valid", "same"):  # "same" never pads more than half the kernel
+            return normalize_padding(padding.lower(), x_hw, kernel, stride, op)
+        raise ValueError(f"{op} expected padding a non-negative int, a pair of them, four (top, bottom, "
+                         f"left, right), 'valid' or 'same', got {padding!r}")
+    if (isinstance(padding, (tuple, list)) and len(padding) == 4
+            and all(isinstance(p, int) and not isinstance(p, bool) and p >= 0 for p in padding)):
+        pads = tuple(int(p) for p in padding)
+    else:
+        ph, pw = _int_pair(padding, op, "padding", 0, "a non-negative int")
+        pads = (ph, ph, pw, pw)
+    if max(pads[:2]) > kernel[0] // 2 or max(pads[2:]) > kernel[1] // 2:
+        shown = (pads[0], pads[2]) if pads == (pads[0], pads[0], pads[2], pads[2]) else pads
+        raise ValueError(f"{op} expected padding at most half the kernel ({kernel[0] // 2}, {kernel[1] // 2}) "
+                         f"for kernel_size {kernel}, got padding {shown}")
+    return pads
 
 
 def _geometry(x, kernel_size, stride, padding, op):
@@ -26,17 +52,14 @@ def _geometry(x, kernel_size, stride, padding, op):
         raise ValueError(f"{op} expected x of rank 4 (N, C, H, W), got shape {x.shape}")
     kernel = normalize_kernel(kernel_size, op)
     stride = kernel if stride is None else normalize_stride(stride, op)
-    ph, pw = _int_pair(padding, op, "padding", 0, "a non-negative int")
-    if ph > kernel[0] // 2 or pw > kernel[1] // 2:
-        raise ValueError(f"{op} expected padding at most half the kernel ({kernel[0] // 2}, {kernel[1] // 2}) "
-                         f"for kernel_size {kernel}, got padding {(ph, pw)}")
-    padded = (x.shape[2] + 2 * ph, x.shape[3] + 2 * pw)
+    pads = _pool_pads(x.shape[2:], kernel, stride, padding, op)
+    padded = (x.shape[2] + pads[0] + pads[1], x.shape[3] + pads[2] + pads[3])
     if kernel[0] > padded[0] or kernel[1] > padded[1]:
         raise ValueError(f"{op} kernel_size {kernel} is larger than the padded input {padded} "
-                         f"(input shape {x.shape}, padding {(ph, pw)})")
-    out_hw = (conv_output_size(x.shape[2], kernel[0], stride[0], 2 * ph),
-              conv_output_size(x.shape[3], kernel[1], stride[1], 2 * pw))
-    return kernel, stride, (ph, ph, pw, pw), out_hw
+                         f"(input shape {x.shape}, padding {padding!r})")
+    out_hw = (conv_output_size(x.shape[2], kernel[0], stride[0], pads[0] + pads[1]),
+              conv_output_size(x.shape[3], kernel[1], stride[1], pads[2] + pads[3]))
+    return kernel, stride, pads, out_hw
 
 
 class _Pool(Function):
@@ -128,43 +151,74 @@ class MaxPool2d(_Pool):
 
 
 class AvgPool2d(_Pool):
+    def __init__(self, kernel, stride, pads, out_hw, count_include_pad=True):
+        super().__init__(kernel, stride, pads, out_hw)
+        # without padding every window holds kh*kw real cells: the two rules agree
+        self.count_include_pad = bool(count_include_pad) or not any(pads)
+
+    def _scale(self, dtype):
+        """1 / the divisor of each window: a scalar, or (Ho, Wo) real-cell counts without pads."""
+        kh, kw = self.kernel
+        if self.count_include_pad:
+            return scalar(1.0 / (kh * kw), dtype)
+        (sh, sw), (pt, _, pl, _), (ho, wo) = self.stride, self.pads, self.out_hw
+        h, w = self.x_shape[2:]
+
+        def real(n_out, k, s, before, size):  # real cells of each window along one axis
+            start = np.arange(n_out) * s - before
+            return np.minimum(start + k, size) - np.maximum(start, 0)
+
+        return (1.0 / np.outer(real(ho, kh, sh, pt, h), real(wo, kw, sw, pl, w))).astype(dtype)
+
     def forward(self, x):
         self.x_shape = x.shape
-        xp = backend.get_array_module(x)
+        if on_gpu(x):
+            from ..kernels import pooling as K
+            return K.avg_pool2d_forward(contiguous(x), self.kernel, self.stride, self.pads,
+                                        count_include_pad=self.count_include_pad)
         xpad = self._padded(x, 0)
         offsets = self._offsets()
         _, first = next(offsets)
         y = xpad[first].copy()
         for _, sl in offsets:
             y += xpad[sl]
-        y *= scalar(1.0 / (self.kernel[0] * self.kernel[1]), y.dtype)
+        y *= self._scale(y.dtype)
         return y
 
     def backward(self, gy):
+        if on_gpu(gy):
+            from ..kernels import pooling as K
+            return K.avg_pool2d_backward(contiguous(gy), self.x_shape, self.kernel, self.stride, self.pads,
+                                         count_include_pad=self.count_include_pad)
         xp = backend.get_array_module(gy)
-        share = gy * scalar(1.0 / (self.kernel[0] * self.kernel[1]), gy.dtype)
+        share = gy * self._scale(gy.dtype)
         return self._scatter(self.x_shape, lambda o, out: xp.copyto(out, share), gy.dtype, xp)
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0):
     """Max over kh x kw windows of NCHW images.
 
-    kernel_size, stride (default: kernel_size) and padding each an int or a pair; padding
-    (at most half the kernel, as in PyTorch) is -inf, so a pad is never the maximum.
-    Output (N, C, floor((H + 2*ph - kh) / sh) + 1, ...). The gradient goes to the first
-    maximum of each window.
+    kernel_size and stride (default: kernel_size) each an int or a pair; padding an int, a
+    pair (rows, cols) on both sides or four (top, bottom, left, right), each at most half the
+    kernel (as in PyTorch), or ``"valid"`` / ``"same"`` (TensorFlow/Keras: output
+    ceil(H / sh), the odd pad at the bottom/right). Pads are -inf, so a pad is never the
+    maximum. Output (N, C, floor((H + top + bottom - kh) / sh) + 1, ...). The gradient goes
+    to the first maximum of each window.
     """
     require_float(x, "max_pool2d")
     x = as_tensor(x)
     return MaxPool2d(*_geometry(x, kernel_size, stride, padding, "max_pool2d"))(x)
 
 
-def avg_pool2d(x, kernel_size, stride=None, padding=0):
+def avg_pool2d(x, kernel_size, stride=None, padding=0, count_include_pad=True):
     """Mean over kh x kw windows of NCHW images.
 
-    Arguments as for :func:`max_pool2d`. Padded zeros count in the mean: every window
-    divides by kh*kw (PyTorch's ``count_include_pad=True``).
+    Arguments as for :func:`max_pool2d`. ``count_include_pad=True`` (PyTorch's default)
+    counts padded zeros in the mean: every window divides by kh*kw. ``False`` divides each
+    window by its real cells, as TensorFlow's "SAME" pooling (and so Keras's
+    ``AveragePooling2D(padding="same")``) does.
     """
     require_float(x, "avg_pool2d")
     x = as_tensor(x)
-    return AvgPool2d(*_geometry(x, kernel_size, stride, padding, "avg_pool2d"))(x)
+    return AvgPool2d(*_geometry(x, kernel_size, stride, padding, "avg_pool2d"),
+                     count_include_pad=bool(count_include_pad))(x)
