@@ -1,4 +1,4 @@
-"""Compiled CPU loops for the LSTM step's elementwise work (NumPy backend only).
+"""Compiled CPU loops for the LSTM and GRU steps' elementwise work (NumPy backend only).
 
 A step of an LSTM is one matmul ``h @ U`` and then about twenty elementwise passes (four
 gate activations, the cell update, tanh of the cell...). NumPy runs each pass separately
@@ -12,6 +12,10 @@ float32 uses a rational approximation of tanh (the [13/6] minimax form used by E
 XLA; absolute error below 3e-7 on the whole line, exactly +-1 from |x| = 9 on, as the
 correctly rounded tanh; NaN propagates); float64 keeps the C library's tanh, so float64 gradient checks
 test these loops at full precision. Imported lazily: ``import gpudl`` never loads numba.
+
+The ``*_masked`` loops are the same steps for masked sequences and recurrent dropout: a mask
+row (0 = carry the states, and pass their gradient straight back) and the recurrent dropout
+multiplier R, whose product with h they write for the next step's matmul.
 """
 from __future__ import annotations
 
@@ -195,3 +199,135 @@ def gru_backward_step(act, hh, h_prev, dh_out, dh_rec, dh_dir, dxw, dhu):
             dur[k] = dxr[k]
         for k in range(n):
             hd[k] = d[k] * ar[k]
+
+
+# ---- masked steps: a mask row (N,) selects carried states, R (N, n) the recurrent dropout ----
+
+@_jit
+def lstm_forward_step_masked(z, xw, c_prev, h_prev, m, R, c, tc, h, hr):
+    """lstm_forward_step, then a row whose ``m`` is 0 keeps ``c_prev`` and ``h_prev``;
+    ``hr`` = h * R, the next step's matmul input (``hr`` may be ``h`` itself when R is all
+    ones). The select is per row: the passes inside a row stay branch-free."""
+    rows, n = c.shape
+    for r in range(rows):
+        zr, xr, cp, cr, tr, hrow = z[r], xw[r], c_prev[r], c[r], tc[r], h[r]
+        for k in range(2 * n):
+            zr[k] = _sigmoid(zr[k] + xr[k])
+        for k in range(n):
+            zr[2 * n + k] = _tanh(zr[2 * n + k] + xr[2 * n + k])
+        for k in range(n):
+            zr[3 * n + k] = _sigmoid(zr[3 * n + k] + xr[3 * n + k])
+        for k in range(n):
+            cr[k] = zr[n + k] * cp[k] + zr[k] * zr[2 * n + k]
+        for k in range(n):
+            tr[k] = _tanh(cr[k])
+        if m[r] != 0:
+            for k in range(n):
+                hrow[k] = zr[3 * n + k] * tr[k]
+        else:
+            hp = h_prev[r]
+            for k in range(n):
+                cr[k] = cp[k]
+            for k in range(n):
+                hrow[k] = hp[k]
+        rr, hrr = R[r], hr[r]
+        for k in range(n):
+            hrr[k] = hrow[k] * rr[k]
+
+
+@_jit
+def lstm_backward_step_masked(act, c_prev, tc, m, R, dh_out, dh_rec, dh_skip, dc, dz, dc_prev):
+    """The gradients of a masked step. dL/dh is ``dh_out + dh_rec * R + dh_skip``; an
+    unmasked row writes what lstm_backward_step does and zeroes ``dh_skip``; a masked row
+    writes dz = 0, dc_prev = dc and dL/dh into ``dh_skip`` (its states were carried)."""
+    rows, n = tc.shape
+    d = np.empty(n, dtype=tc.dtype)
+    for r in range(rows):
+        ar, cp, tr, dzr = act[r], c_prev[r], tc[r], dz[r]
+        ho, hr, rr, sk, dcr, dcp = dh_out[r], dh_rec[r], R[r], dh_skip[r], dc[r], dc_prev[r]
+        for k in range(n):
+            d[k] = ho[k] + hr[k] * rr[k] + sk[k]
+        if m[r] != 0:
+            for k in range(n):
+                o = ar[3 * n + k]
+                dzr[3 * n + k] = d[k] * tr[k] * o * (_one(o) - o)
+            for k in range(n):
+                t = tr[k]
+                d[k] = d[k] * ar[3 * n + k] * (_one(t) - t * t) + dcr[k]
+            for k in range(n):
+                i, f, g = ar[k], ar[n + k], ar[2 * n + k]
+                dzr[k] = d[k] * g * i * (_one(i) - i)
+                dzr[n + k] = d[k] * cp[k] * f * (_one(f) - f)
+                dzr[2 * n + k] = d[k] * i * (_one(g) - g * g)
+            for k in range(n):
+                dcp[k] = d[k] * ar[n + k]
+            for k in range(n):
+                sk[k] = 0
+        else:
+            for k in range(4 * n):
+                dzr[k] = 0
+            for k in range(n):
+                dcp[k] = dcr[k]
+            for k in range(n):
+                sk[k] = d[k]
+
+
+@_jit
+def gru_forward_step_masked(hu, xw, b_rec, h_prev, m, R, hh, h, hr):
+    """gru_forward_step (``hu`` = (h_prev * R) @ U on entry), then a row whose ``m`` is 0
+    keeps ``h_prev``; ``hr`` = h * R as in the masked LSTM step."""
+    rows, n = h.shape
+    for r in range(rows):
+        ur, xr, hp, hhr, hrow = hu[r], xw[r], h_prev[r], hh[r], h[r]
+        for k in range(3 * n):
+            ur[k] += b_rec[k]
+        for k in range(2 * n):
+            ur[k] = _sigmoid(ur[k] + xr[k])
+        for k in range(n):
+            hhr[k] = _tanh(xr[2 * n + k] + ur[n + k] * ur[2 * n + k])
+        if m[r] != 0:
+            for k in range(n):
+                hrow[k] = hhr[k] + ur[k] * (hp[k] - hhr[k])
+        else:
+            for k in range(n):
+                hrow[k] = hp[k]
+        rr, hrr = R[r], hr[r]
+        for k in range(n):
+            hrr[k] = hrow[k] * rr[k]
+
+
+@_jit
+def gru_backward_step_masked(act, hh, h_prev, m, R, dh_out, dh_rec, dh_dir, dxw, dhu):
+    """The gradients of a masked GRU step: dL/dh = ``dh_out + dh_rec * R + dh_dir``; an
+    unmasked row as gru_backward_step; a masked row writes dxw = dhu = 0 and dL/dh whole
+    into ``dh_dir`` (its state was carried)."""
+    rows, n = hh.shape
+    d = np.empty(n, dtype=hh.dtype)
+    for r in range(rows):
+        ar, tr, hp, dxr, dur = act[r], hh[r], h_prev[r], dxw[r], dhu[r]
+        ho, hrc, rr, hd = dh_out[r], dh_rec[r], R[r], dh_dir[r]
+        for k in range(n):
+            d[k] = ho[k] + hrc[k] * rr[k] + hd[k]
+        if m[r] != 0:
+            for k in range(n):
+                z, t = ar[k], tr[k]
+                dxr[2 * n + k] = d[k] * (_one(z) - z) * (_one(t) - t * t)
+            for k in range(n):
+                dur[2 * n + k] = dxr[2 * n + k] * ar[n + k]
+            for k in range(n):
+                z, t, rg = ar[k], tr[k], ar[n + k]
+                dxr[n + k] = d[k] * (_one(z) - z) * (_one(t) - t * t) * ar[2 * n + k] * rg * (_one(rg) - rg)
+            for k in range(n):
+                z = ar[k]
+                dxr[k] = d[k] * (hp[k] - tr[k]) * z * (_one(z) - z)
+            for k in range(2 * n):
+                dur[k] = dxr[k]
+            for k in range(n):
+                hd[k] = d[k] * ar[k]
+        else:
+            for k in range(3 * n):
+                dxr[k] = 0
+            for k in range(3 * n):
+                dur[k] = 0
+            for k in range(n):
+                hd[k] = d[k]

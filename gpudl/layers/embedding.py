@@ -73,15 +73,16 @@ class Embedding(Layer):
 
     def forward(self, ids):
         if self.mask_zero:
-            self.last_mask = self.compute_mask(ids)
+            self.last_mask = ids != 0  # ids already checked by __call__
         return self.embeddings[ids]
 
     def compute_mask(self, x, mask=None):
-        """``x != 0`` when ``mask_zero`` (a boolean array on x's backend), else None."""
+        """The mask of the output: ``ids != 0`` when ``mask_zero`` (a boolean array of the ids'
+        shape, (batch, timesteps) for sequences, on x's backend), else None. A mask that came
+        in is replaced, as in Keras. The ids are checked as a call checks them."""
         if not self.mask_zero:
             return None
-        a = x.data if isinstance(x, Tensor) else x
-        return a != 0
+        return self._ids(x) != 0
 
     def get_config(self):
         return {"name": self.name, "input_dim": self.input_dim, "output_dim": self.output_dim,
