@@ -80,6 +80,11 @@ class BatchNormalization(Layer):
         if not (self.training and self.trainable):
             return F.batch_norm(x, gamma, beta, self.moving_mean, self.moving_variance,
                                 axis=self._axis, epsilon=self.epsilon)
+        if x.size // x.shape[self._axis] < 2:
+            # one value per channel: its variance is 0 and the output is beta alone (PyTorch refuses it too)
+            raise ValueError(f"{self.describe()} expected more than one value per channel in training, got "
+                             f"input of shape {x.shape} (a batch of one): train with batches of two or more, "
+                             "or call it with training=False")
         y, mean, var = F.batch_norm(x, gamma, beta, axis=self._axis, epsilon=self.epsilon, return_stats=True)
         self._update_moving(self.moving_mean, mean.data)
         self._update_moving(self.moving_variance, var.data)
@@ -103,6 +108,7 @@ class LayerNormalization(Layer):
     axes; Keras 3's defaults center=True, scale=True, epsilon=1e-3)."""
 
     input_min_ndim = 2
+    supports_masking = True
 
     def __init__(self, axis=-1, epsilon=1e-3, name=None):
         super().__init__(name)

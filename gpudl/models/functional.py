@@ -185,6 +185,16 @@ def _structure_mask(args, masks):
     return masks[0]
 
 
+def reset_stateful(layer) -> None:
+    """``reset_state()`` on ``layer`` and every layer inside it that keeps states (stateful=True)."""
+    stack = [layer]
+    while stack:
+        lay = stack.pop()
+        if getattr(lay, "stateful", False) and hasattr(lay, "reset_state"):
+            lay.reset_state()
+        stack.extend(lay.sublayers())
+
+
 def symbolic_call(layer, args, kwargs, training):
     """``layer(keras_tensor(s), ...)``: runs the layer once on a zero sample (building it)
     and returns the KerasTensor(s) of its output, recorded as a node of the graph."""
@@ -225,8 +235,7 @@ def symbolic_call(layer, args, kwargs, training):
     finally:
         layer._restore_modes(modes)
         layer._clear_losses()
-        if getattr(layer, "stateful", False) and hasattr(layer, "reset_state"):
-            layer.reset_state()  # the zero sample must not become a stateful layer's state
+        reset_stateful(layer)  # the zero sample must not become a stateful layer's state
     outs = _flat(out)
     masks = out_mask if isinstance(out_mask, (list, tuple)) else [out_mask] + [None] * (len(outs) - 1)
     kts = []
@@ -377,6 +386,13 @@ class Model(Trainer, Layer):
 
     def build(self, x=None):
         self.built = True
+
+    def reset_state(self) -> None:
+        """Zero the kept states of every stateful layer inside (Keras' ``reset_states``)."""
+        for layer in self.sublayers():
+            reset_stateful(layer)
+
+    reset_states = reset_state
 
     def output_activation(self):
         acts = self.output_activations()

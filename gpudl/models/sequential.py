@@ -12,7 +12,7 @@ from .. import serialization
 from ..autograd import Tensor, no_grad
 from ..layers.base import Layer
 from ..training.epoch_iterator import as_array
-from .functional import Model, accepts_mask
+from .functional import Model, accepts_mask, reset_stateful
 
 __all__ = ["Sequential", "find_layer"]
 
@@ -118,12 +118,16 @@ class Sequential(Model):
         training = self.training
         self.train(False)
         shapes = []
-        with no_grad():
-            h = dummy
-            for layer in self.layers:
-                h = layer(h)
-                shapes.append(h.shape[1:])
-        self.train(training)
+        try:
+            with no_grad():
+                h = dummy
+                for layer in self.layers:
+                    h = layer(h)
+                    shapes.append(h.shape[1:])
+        finally:
+            self.train(training)
+            self._clear_losses()
+            reset_stateful(self)  # the dummy sample must not become a stateful layer's state
         for i in range(1, len(self.layers)):
             declared = self.layers[i].declared_input_shape
             if declared is not None and tuple(declared) != tuple(shapes[i - 1]):

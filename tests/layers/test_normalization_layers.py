@@ -167,3 +167,13 @@ def test_bad_axis_for_the_input():
     bn(_t(np.zeros((2, 3))))
     with pytest.raises(ValueError, match="axis 1 of size 3"):
         bn(_t(np.zeros((2, 4))))
+
+
+def test_batch_norm_refuses_one_value_per_channel_in_training_only():
+    bn = layers.BatchNormalization(name="bn_one")
+    with pytest.raises(ValueError, match=r"BatchNormalization 'bn_one' expected more than one value per channel.*\(1, 4\)"):
+        bn(gpudl.Tensor(np.ones((1, 4), np.float32)), training=True)
+    assert bn(gpudl.Tensor(np.ones((1, 4), np.float32)), training=False).shape == (1, 4)
+    # a single image still has many values per channel: allowed, as in PyTorch
+    conv_bn = layers.BatchNormalization()
+    assert conv_bn(gpudl.Tensor(np.random.rand(1, 3, 2, 2).astype(np.float32)), training=True).shape == (1, 3, 2, 2)
