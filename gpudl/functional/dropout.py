@@ -33,6 +33,12 @@ Three implementations of that one definition, tested equal:
   also one pass;
 - otherwise (no numba, float16, ...): :func:`keep_mask`, vectorised NumPy/CuPy.
 
+Keras' ``noise_shape`` (a mask of that shape broadcast over x, e.g. one per sample and
+feature shared by every time step) draws the small mask with :func:`keep_mask`, its counters
+those of a mask of the noise shape, and saves it for backward; a noise shape equal to x's is
+the plain mask. ``key=`` replaces the shared generator's draw (a layer with its own seed passes
+the keys of its own stream).
+
 The two fused paths recompute the mask in backward from (key, counter) instead of saving it:
 backward reads the gradient and writes its result, as forward did, and nothing the size of x
 stays alive between the passes. The vectorised path saves its boolean mask (1 byte an
@@ -156,13 +162,15 @@ def _compiled_loop():
 
 
 class Dropout(Function):
-    def __init__(self, rate, sample_offset=0):
+    def __init__(self, rate, sample_offset=0, key=None):
         self.rate = rate
         self.sample_offset = sample_offset
+        self.key = key
 
     def forward(self, x):
-        # one host draw per call; the counter of x's first element places x in the batch
-        self._key = grandom.mask_key()
+        # one host draw per call (none with a given key); the counter of x's first element
+        # places x in the batch
+        self._key = grandom.mask_key() if self.key is None else self.key
         self._counter_base = self.sample_offset * math.prod(x.shape[1:])
         self._start, self._threshold = mask_params(self._key, self.rate, self._counter_base)
         self._scale = dropout_scale(self.rate, x.dtype)
@@ -199,6 +207,28 @@ class Dropout(Function):
         return m
 
 
+class NoiseShapeDropout(Function):
+    """Dropout with one keep mask of ``noise_shape`` (the input's rank, each axis the input's
+    size or 1) broadcast over the input: the mask is small, so it is drawn vectorised on x's
+    backend (:func:`keep_mask`, the same counters as the fused paths) and saved for backward."""
+
+    def __init__(self, rate, noise_shape, counter_base, key=None):
+        self.rate, self.noise_shape = rate, tuple(noise_shape)
+        self.counter_base, self.key = counter_base, key
+
+    def forward(self, x):
+        xp = backend.get_array_module(x)
+        key = grandom.mask_key() if self.key is None else self.key
+        keep = keep_mask(self.noise_shape, key, self.rate, self.counter_base, xp)
+        m = keep.astype(x.dtype)
+        m *= dropout_scale(self.rate, x.dtype)
+        self._saved_mask = m
+        return x * m
+
+    def backward(self, g):
+        return g * self._saved_mask
+
+
 def _check_sample_offset(sample_offset):
     if (isinstance(sample_offset, bool) or not isinstance(sample_offset, (int, np.integer))
             or sample_offset < 0):
@@ -206,17 +236,62 @@ def _check_sample_offset(sample_offset):
     return int(sample_offset)
 
 
-def dropout(x, rate, training=True, sample_offset=0):
+def _check_key(key):
+    if key is None:
+        return None
+    if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or not 0 <= key < 2**64:
+        raise ValueError(f"dropout expected key=None or an integer in [0, 2**64), got {key!r}")
+    return int(key)
+
+
+def _resolve_noise_shape(noise_shape, shape):
+    """noise_shape with None entries taken from ``shape``; each entry the input's size or 1."""
+    try:
+        items = tuple(noise_shape)
+    except TypeError:
+        items = None
+    ok = items is not None and len(items) == len(shape) and all(
+        n is None or (isinstance(n, (int, np.integer)) and not isinstance(n, bool) and (n == 1 or n == s))
+        for n, s in zip(items, shape))
+    if not ok:
+        raise ValueError(f"dropout expected noise_shape with one entry per input axis ({len(shape)}), each "
+                         f"None, 1 or the input's size, got noise_shape {noise_shape!r} for input shape "
+                         f"{tuple(shape)}")
+    return tuple(int(s) if n is None else int(n) for n, s in zip(items, shape))
+
+
+def dropout(x, rate, training=True, sample_offset=0, noise_shape=None, key=None):
     """Drop a fraction ``rate`` of the activations while training; identity otherwise.
 
     ``sample_offset``: the index, in a larger (global) batch, of ``x``'s first sample (axis 0):
     the mask is then that batch's mask for these samples, as a data-parallel rank needs.
+
+    ``noise_shape`` (Keras): the keep mask's shape, one entry per axis of x including the
+    batch axis, each None (x's size), x's size, or 1 (one mask entry shared along that axis),
+    e.g. ``(None, 1, 28)`` keeps or drops each of 28 features for every step of a sample at
+    once. The mask's elements take the counters of a mask of that shape (``sample_offset``
+    counts in its rows, unless axis 0 is given as 1: then every sample of every share uses
+    one row). A noise shape equal to x's shape is the plain mask.
+
+    ``key``: the 64-bit mask key to use instead of drawing one from gpudl's shared generator
+    (a layer with its own seed passes the keys of its own stream).
     """
     require_float(x, "dropout")
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
         raise ValueError(f"dropout expected a rate in [0, 1), got {rate!r}")
     sample_offset = _check_sample_offset(sample_offset)
+    key = _check_key(key)
     x = as_tensor(x)
+    if noise_shape is not None:
+        resolved = _resolve_noise_shape(noise_shape, x.shape)
     if not training or rate == 0.0:
         return x
-    return Dropout(float(rate), sample_offset)(x)
+    if noise_shape is None:
+        return Dropout(float(rate), sample_offset, key)(x)
+    # explicit size 1 on the batch axis: one row shared by the samples of every share
+    shared = len(resolved) > 0 and tuple(noise_shape)[0] == 1
+    offset = 0 if shared else sample_offset
+    if resolved == tuple(x.shape):
+        return Dropout(float(rate), offset, key)(x)
+    base = offset * math.prod(resolved[1:])
+    return NoiseShapeDropout(float(rate), resolved, base, key)(x)

@@ -1,12 +1,21 @@
 """Normalisation ops: batch normalisation (batch or given statistics) and layer normalisation.
 
 Variances are biased (divide by the count, not count - 1), as Keras 3's ``ops.moments``.
+
+Batch normalisation with batch statistics is written twice, chosen once per op: NumPy array
+code (the statistics, then the normalisation, each a few passes), and on CuPy the kernels of
+``gpudl.kernels.normalization``: the per-channel mean and variance in one pass over x, the
+normalised, scaled and shifted output in a second, and backward in two more (the per-channel
+sums of g and g * (x - mean), then the input gradient), the normalised input recomputed from
+x instead of stored.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .. import backend
 from ..autograd import Function, Tensor, as_tensor
-from ._util import require_float, scalar
+from ._util import contiguous, on_gpu, require_float, scalar
 
 __all__ = ["batch_norm", "layer_norm"]
 
@@ -81,6 +90,55 @@ class _Normalize(Function):
             grads.append(self._param_grad(g * xhat, self.gamma_shape))
         if self.has_beta:
             grads.append(self._param_grad(g, self.beta_shape))
+        return tuple(grads)
+
+
+_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class _BatchNorm(_Normalize):
+    """Batch normalisation with the batch's statistics over every axis but ``axis``: the
+    array code of :class:`_Normalize` on NumPy, the fused kernels on CuPy."""
+
+    def __init__(self, axis, ndim, epsilon, has_gamma, has_beta):
+        red = tuple(i for i in range(ndim) if i != axis)
+        super().__init__(red, (axis,), epsilon, has_gamma, has_beta)
+        self.axis = axis
+
+    def forward(self, x, *params):
+        self._gpu = (on_gpu(x) and x.dtype in _KERNEL_DTYPES and x.size > 0
+                     and all(p.dtype == x.dtype for p in params))
+        if not self._gpu:
+            return super().forward(x, *params)
+        from ..kernels import normalization as K
+        x = contiguous(x)
+        params = list(params)
+        gamma = params.pop(0) if self.has_gamma else None
+        beta = params.pop(0) if self.has_beta else None
+        self.gamma_shape = None if gamma is None else gamma.shape
+        self.beta_shape = None if beta is None else beta.shape
+        gamma = None if gamma is None else contiguous(gamma.reshape(-1))
+        beta = None if beta is None else contiguous(beta.reshape(-1))
+        mean, var = K.batch_norm_stats(x, self.axis)
+        y = K.batch_norm_forward(x, mean, var, gamma, beta, self.epsilon, self.axis)
+        self._saved_stats = (mean, var)
+        self._saved = (x, mean, var, gamma)
+        return y
+
+    def backward(self, g):
+        if not self._gpu:
+            return super().backward(g)
+        from ..kernels import normalization as K
+        x, mean, var, gamma = self._saved
+        g = contiguous(g)
+        sum_g, sum_gx = K.batch_norm_grad_sums(g, x, mean, self.axis)
+        grads = [K.batch_norm_backward(g, x, mean, var, gamma, sum_g, sum_gx, self.epsilon, self.axis)]
+        if self.has_gamma:
+            xp = backend.get_array_module(var)
+            inv = 1 / xp.sqrt(var + scalar(self.epsilon, var.dtype))
+            grads.append((sum_gx * inv).reshape(self.gamma_shape))
+        if self.has_beta:
+            grads.append(sum_g.reshape(self.beta_shape))
         return tuple(grads)
 
 
@@ -162,8 +220,7 @@ def batch_norm(x, gamma=None, beta=None, mean=None, var=None, axis=1, epsilon=1e
         var = _check_param(var, "var", c, "batch_norm")
         y = _BatchNormWithStats(ax, float(epsilon), gamma is not None, beta is not None)(x, mean, var, *params)
         return (y, mean, var) if return_stats else y
-    red = tuple(i for i in range(x.ndim) if i != ax)
-    fn = _Normalize(red, (ax,), float(epsilon), gamma is not None, beta is not None)
+    fn = _BatchNorm(ax, x.ndim, float(epsilon), gamma is not None, beta is not None)
     y = fn(x, *params)
     if return_stats:
         mu, v = fn._saved_stats

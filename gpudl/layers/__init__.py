@@ -1,10 +1,12 @@
 """gpudl's layers (Keras-style): ``from gpudl import layers``."""
 from .activation import Activation, LeakyReLU, Maxout, PReLU, ReLU, Sigmoid, Softmax, Tanh
 from .base import InputSpec, Layer, get_layer_class
-from .conv import Conv2D
+from .conv import Conv1D, Conv2D, Conv2DTranspose
 from .core import Dense, Dropout, Flatten
 from .deep import Highway, Residual
 from .embedding import Embedding
+from .masking import Masking
+from .merge import Add, Average, Concatenate, Maximum, Minimum, Multiply, Subtract
 from .normalization import BatchNormalization, LayerNormalization
 from .pooling import AveragePooling2D, AvgPool2D, MaxPool2D, MaxPooling2D
 from .recurrent import GRU, LSTM, Bidirectional, SimpleRNN, TimeDistributed
@@ -16,5 +18,6 @@ __all__ = [
     "MaxPooling2D", "AveragePooling2D",
     "Highway", "Residual", "SimpleRNN", "LSTM", "GRU", "Bidirectional", "TimeDistributed",
     "BatchNormalization", "LayerNormalization", "Embedding", "GlobalAveragePooling2D",
-    "GlobalMaxPooling2D", "UpSampling2D", "Reshape", "Permute",
+    "GlobalMaxPooling2D", "UpSampling2D", "Reshape", "Permute", "Conv1D", "Conv2DTranspose", "Masking",
+    "Concatenate", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum",
 ]

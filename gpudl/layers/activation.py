@@ -1,20 +1,48 @@
 """Activation layers of Lecture I."""
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from .. import functional as F
+from .. import regularizers
 from .base import InputSpec, Layer
+from .core import _init_arg, _init_name, _reg_config
 
 __all__ = ["ReLU", "LeakyReLU", "PReLU", "Sigmoid", "Tanh", "Softmax", "Maxout", "Activation"]
 
 
 class ReLU(Layer):
+    """Keras' ReLU: ``max_value`` where x >= max_value, x where threshold <= x < max_value,
+    ``negative_slope * (x - threshold)`` below the threshold. The defaults are max(x, 0)."""
+
+    supports_masking = True  # passes the input's mask on (Keras)
+
+    def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, name=None):
+        super().__init__(name)
+        for arg, v in (("max_value", max_value), ("negative_slope", negative_slope), ("threshold", threshold)):
+            if (v is not None or arg != "max_value") and (isinstance(v, bool) or not isinstance(v, numbers.Real)):
+                raise ValueError(f"ReLU expected a number for {arg}, got {v!r}")
+        if max_value is not None and max_value < 0:
+            raise ValueError(f"ReLU expected max_value=None or a non-negative number, got {max_value!r}")
+        if negative_slope < 0:
+            raise ValueError(f"ReLU expected a non-negative negative_slope, got {negative_slope!r}")
+        self.max_value = None if max_value is None else float(max_value)
+        self.negative_slope = float(negative_slope)
+        self.threshold = float(threshold)
+
     def forward(self, x):
-        return F.relu(x)
+        return F.relu(x, negative_slope=self.negative_slope, max_value=self.max_value, threshold=self.threshold)
+
+    def get_config(self):
+        return {**super().get_config(), "max_value": self.max_value, "negative_slope": self.negative_slope,
+                "threshold": self.threshold}
 
 
 class Sigmoid(Layer):
+    supports_masking = True  # passes the input's mask on (Keras)
+
     def forward(self, x, logits=False):
         return x if logits else F.sigmoid(x)
 
@@ -23,11 +51,15 @@ class Sigmoid(Layer):
 
 
 class Tanh(Layer):
+    supports_masking = True  # passes the input's mask on (Keras)
+
     def forward(self, x):
         return F.tanh(x)
 
 
 class Softmax(Layer):
+    supports_masking = True  # passes the input's mask on (Keras)
+
     def __init__(self, axis=-1, name=None):
         super().__init__(name)
         self.axis = int(axis)
@@ -49,6 +81,8 @@ class Softmax(Layer):
 
 class LeakyReLU(Layer):
     """max(x, alpha * x); ``negative_slope=`` is Keras 3's name for ``alpha`` (default 0.01 either way)."""
+
+    supports_masking = True  # passes the input's mask on (Keras)
 
     def __init__(self, alpha=None, name=None, *, negative_slope=None):
         super().__init__(name)
@@ -72,28 +106,87 @@ class LeakyReLU(Layer):
 
 
 class PReLU(Layer):
-    """Leaky ReLU whose slope is learned: one per channel (axis 1), or one shared."""
+    """Leaky ReLU whose slope is learned: ``x`` where x > 0, else ``alpha * x``.
+
+    Where alpha lives:
+
+    - ``shared_axes=None`` (the default): one alpha per channel of axis 1, PyTorch's
+      ``num_parameters`` convention (``nn.PReLU(num_parameters=C)``), or one alpha for the
+      whole input with ``shared=True`` (``nn.PReLU()``'s single slope);
+    - ``shared_axes`` (Keras): the axes, counted with the batch axis as 0, along which alpha
+      is shared; alpha's shape is the input's without the batch axis, with those axes set to
+      1 (NCHW input with ``shared_axes=[2, 3]``: alpha (C, 1, 1), one per channel).
+
+    ``alpha_initializer``: a number (every slope starts there, 0.25 as in PyTorch), an
+    initializer name or an initializer object (``gpudl.initializers``);
+    ``alpha_regularizer`` a regularizer as for Dense's weights.
+    """
+
+    supports_masking = True  # passes the input's mask on (Keras)
 
     input_min_ndim = 2
 
-    def __init__(self, alpha_initializer=0.25, shared=False, name=None):
+    def __init__(self, alpha_initializer=0.25, alpha_regularizer=None, shared_axes=None, name=None, *,
+                 shared=False):
         super().__init__(name)
-        if isinstance(alpha_initializer, bool) or not isinstance(alpha_initializer, (int, float)):
-            raise ValueError(f"PReLU expected a number for alpha_initializer, got {alpha_initializer!r}")
-        self.alpha_initializer = float(alpha_initializer)
+        if isinstance(alpha_initializer, bool):
+            raise ValueError(f"PReLU expected a number, an initializer name or object for alpha_initializer, "
+                             f"got {alpha_initializer!r}")
+        if isinstance(alpha_initializer, numbers.Real):
+            alpha_initializer = float(alpha_initializer)
+        else:
+            try:
+                alpha_initializer = _init_arg(alpha_initializer)
+            except ValueError as exc:
+                raise ValueError(f"PReLU expected a number, an initializer name or object for "
+                                 f"alpha_initializer: {exc}") from None
+        self.alpha_initializer = alpha_initializer
+        self.alpha_regularizer = regularizers.get(alpha_regularizer)
         self.shared = bool(shared)
+        if shared_axes is not None:
+            axes = [shared_axes] if isinstance(shared_axes, numbers.Integral) and not isinstance(shared_axes, bool) \
+                else shared_axes
+            try:
+                axes = list(axes)
+            except TypeError:
+                axes = None
+            if not axes or not all(isinstance(a, numbers.Integral) and not isinstance(a, bool) and a >= 1
+                                   for a in axes) or len(set(axes)) != len(axes):
+                raise ValueError(f"PReLU expected shared_axes as distinct positive axes (the batch axis is 0), "
+                                 f"got {shared_axes!r}")
+            if self.shared:
+                raise ValueError("PReLU got shared=True and shared_axes: pass one of them")
+            shared_axes = [int(a) for a in axes]
+        self.shared_axes = shared_axes
 
     def build(self, x):
-        shape = () if self.shared else (x.shape[1],)
-        value = self.alpha_initializer
-        self.add_param("alpha", shape, lambda s, dtype: np.full(s, value, dtype=dtype), like=x)
-        self.input_spec = InputSpec(min_ndim=2, axes={} if self.shared else {1: x.shape[1]})
+        if self.shared_axes is not None:
+            bad = [a for a in self.shared_axes if a >= x.ndim]
+            if bad:
+                raise ValueError(f"{self.describe()} expected shared_axes in [1, {x.ndim}) for input of shape "
+                                 f"{x.shape}, got shared_axes={self.shared_axes}")
+            shape = tuple(1 if i in self.shared_axes else n for i, n in enumerate(x.shape) if i > 0)
+            spec = {i: n for i, n in enumerate(x.shape) if i > 0 and i not in self.shared_axes}
+        else:
+            shape = () if self.shared else (x.shape[1],)
+            spec = {} if self.shared else {1: x.shape[1]}
+        init = self.alpha_initializer
+        if isinstance(init, float):
+            value = init
+            init = lambda s, dtype: np.full(s, value, dtype=dtype)  # noqa: E731
+        self.add_param("alpha", shape, init, self.alpha_regularizer, like=x)
+        self.input_spec = InputSpec(ndim=x.ndim if self.shared_axes is not None else None, min_ndim=2,
+                                    axes=spec)
 
     def forward(self, x):
         return F.prelu(x, self.alpha)
 
     def get_config(self):
-        return {"name": self.name, "alpha_initializer": self.alpha_initializer, "shared": self.shared}
+        init = self.alpha_initializer
+        return {"name": self.name,
+                "alpha_initializer": init if isinstance(init, float) else _init_name(self, init),
+                "alpha_regularizer": _reg_config(self.alpha_regularizer),
+                "shared_axes": self.shared_axes, "shared": self.shared}
 
 
 class Maxout(Layer):
@@ -126,6 +219,8 @@ class Maxout(Layer):
 
 class Activation(Layer):
     """An activation given by name ('relu', 'sigmoid', ...)."""
+
+    supports_masking = True  # passes the input's mask on (Keras)
 
     def __init__(self, activation, name=None):
         from .. import activations

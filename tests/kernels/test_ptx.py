@@ -11,7 +11,7 @@ import pytest
 
 from gpudl.kernels import _launch
 
-MODULES = ["activation", "maxout", "softmax_ce", "conv", "pooling", "recurrent", "dropout"]
+MODULES = ["activation", "maxout", "softmax_ce", "conv", "pooling", "recurrent", "dropout", "normalization"]
 
 
 def _cases():
