@@ -382,8 +382,9 @@ def _lookup_name(name: str):
 def deserialize(config):
     """An initializer from a name or a ``{"class": name, "config": {...}}`` record (Keras'
     ``"class_name"`` key is read too)."""
+    from .serialization import get_registered_object
     if isinstance(config, str):
-        init = _lookup_name(config)
+        init = _lookup_name(config) or (get_registered_object(config) if ">" in config else None)
         if init is None:
             raise ValueError(f"unknown initializer {config!r}: {_expected()}")
         return init
@@ -391,7 +392,8 @@ def deserialize(config):
         name = config.get("class", config.get("class_name"))
         if not isinstance(name, str):
             raise ValueError(f"an initializer record needs a 'class' name, got {config!r}")
-        cls = _CLASSES.get(name) or _CLASS_OF_NAME.get(name.lower())
+        cls = get_registered_object(name) if ">" in name else \
+            _CLASSES.get(name) or _CLASS_OF_NAME.get(name.lower())
         if cls is None:
             raise ValueError(f"unknown initializer class {name!r} in {config!r}: expected one of "
                              f"{', '.join(_CLASSES)}")
@@ -425,6 +427,10 @@ def serialize(init):
         return init
     if isinstance(init, dict):
         return serialize(deserialize(init))
+    from .serialization import registered_name
+    key = registered_name(init)
+    if key is not None:  # a user initializer registered with gpudl.register_serializable
+        return {"class": key, "config": init.get_config()} if isinstance(init, Initializer) else key
     if isinstance(init, Initializer):
         if type(init) not in _CLASSES.values():
             raise ValueError(f"initializer {init!r} is not one of gpudl's classes ({', '.join(_CLASSES)}): "
@@ -434,4 +440,4 @@ def serialize(init):
         if fn is init:
             return name
     raise ValueError(f"a custom initializer callable {init!r} cannot be saved: use a name or one of "
-                     f"{', '.join(_CLASSES)}")
+                     f"{', '.join(_CLASSES)}, or register it with @gpudl.register_serializable(package=...)")

@@ -371,3 +371,23 @@ def test_two_input_model_on_the_device_matches_numpy():
         dev.fit([img, side], y, epochs=1, batch_size=4, verbose=0)
     finally:
         gpudl.set_backend("numpy")
+
+
+def test_registered_initializers_save_and_load(tmp_path):
+    @gpudl.register_serializable(package="tests")
+    def halves(shape, dtype=np.float32):
+        return np.full(shape, 0.5, dtype=dtype)
+
+    @gpudl.register_serializable(package="tests")
+    class Thirds(gpudl.initializers.Initializer):
+        def __call__(self, shape, dtype=np.float32):
+            return np.full(shape, 1 / 3, dtype=dtype)
+
+    m = gpudl.Sequential([layers.Dense(2, kernel_initializer=halves, bias_initializer=Thirds())],
+                         input_shape=(3,))
+    m.save(tmp_path / "m")
+    loaded = gpudl.load_model(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.get_weights()[0], np.full((3, 2), 0.5, np.float32))
+    fresh = gpudl.Sequential.from_config(loaded.get_config())
+    fresh.build()
+    np.testing.assert_allclose(fresh.get_weights()[1], np.full(2, 1 / 3, np.float32))
