@@ -294,10 +294,35 @@ class Model(Trainer, Layer):
 
     def __init__(self, inputs=None, outputs=None, name=None):
         super().__init__(name)
+        if inputs is None and outputs is None and type(self).call is not Model.call:
+            # a subclass with its own call(): Keras' model subclassing (one input, one output)
+            self._subclassed = True
+            self._sub_shapes = None
+            return
         if inputs is None or outputs is None:
             raise ValueError("Model expected inputs= and outputs= (symbolic tensors from gpudl.Input and "
-                             "layers called on them); for a stack of layers use gpudl.Sequential")
+                             "layers called on them); for a stack of layers use gpudl.Sequential, or subclass "
+                             "Model and define call()")
         self._init_graph(inputs, outputs)
+
+    _subclassed = False
+
+    def call(self, inputs, training=None, mask=None):
+        """A subclass's forward pass (Keras' model subclassing): layers held as attributes,
+        composed here. Graph models do not use it."""
+        raise NotImplementedError(f"{type(self).__name__} must define call(inputs)")
+
+    def __getattr__(self, name):
+        # a subclassed model's layers are the Layer attributes it holds, in assignment order
+        if name == "layers" and self.__dict__.get("_subclassed"):
+            return _held_layers(self)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def _sub(self, what):
+        """A subclassed model's recorded (input shape, output shape), built on first use."""
+        if self._sub_shapes is None:
+            raise ValueError(f"{self.describe()} has no {what} yet: call it on data (or build(input_shape)) first")
+        return self._sub_shapes
 
     def _init_graph(self, inputs, outputs):
         self.inputs, self._input_names_given, self._input_kind = _as_structure(inputs, "inputs")
@@ -341,10 +366,14 @@ class Model(Trainer, Layer):
     # ---- description --------------------------------------------------------------------
     @property
     def input_names(self) -> list:
+        if self._subclassed:
+            return ["input"]
         return self._input_names_given or [k.node.layer.name for k in self.inputs]
 
     @property
     def output_names(self) -> list:
+        if self._subclassed:
+            return ["output"]
         if self._output_names_given:
             return self._output_names_given
         names = [k.name for k in self.outputs]
@@ -352,6 +381,8 @@ class Model(Trainer, Layer):
 
     @property
     def input_shape(self):
+        if self._subclassed:
+            return None if self._sub_shapes is None else self._sub_shapes[0]
         shapes = [tuple(k._shape) for k in self.inputs]
         return shapes[0] if len(shapes) == 1 else shapes
 
@@ -361,19 +392,27 @@ class Model(Trainer, Layer):
 
     @property
     def input_shapes(self) -> list:
+        if self._subclassed:
+            return [self.input_shape]
         return [tuple(k._shape) for k in self.inputs]
 
     @property
     def input_dtypes(self) -> list:
+        if self._subclassed:
+            return [None]
         return [k.dtype for k in self.inputs]
 
     @property
     def output_shape(self):
+        if self._subclassed:
+            return None if self._sub_shapes is None else self._sub_shapes[1]
         shapes = [tuple(k._shape) for k in self.outputs]
         return shapes[0] if len(shapes) == 1 else shapes
 
     @property
     def output_shapes(self) -> list:
+        if self._subclassed:
+            return [self.output_shape]
         return [tuple(k._shape) for k in self.outputs]
 
     def sublayers(self):
@@ -385,7 +424,34 @@ class Model(Trainer, Layer):
         return find_layer(self, self.layers, name, index)
 
     def build(self, x=None):
+        """A graph is built when made; a subclassed model runs ``call`` once on a zero sample of
+        shape ``x`` (one sample's shape, or a Tensor) to make its layers' parameters."""
+        if not self._subclassed:
+            self.built = True
+            return
+        shape = x.shape[1:] if isinstance(x, Tensor) else x
+        if shape is None:
+            raise ValueError(f"{self.describe()} cannot be built without an input shape: call it on data first")
+        shape = _check_shape(shape, f"{self.name} input")
+        dummy = Tensor(np.zeros((1,) + shape, dtype=backend.default_dtype))
+        modes = self._modes()
+        self.train(False)
+        self._sub_shapes = (shape, None)
+        try:
+            with no_grad():
+                out = self.forward(dummy)
+        finally:
+            self._restore_modes(modes)
+            self._clear_losses()
+            for layer in self.sublayers():
+                reset_stateful(layer)
+        if not isinstance(out, Tensor):
+            self._sub_shapes = None
+            raise ValueError(f"{self.describe()}: a subclassed model's call() must return one Tensor, got "
+                             f"{type(out).__name__}; for several outputs build a functional Model")
+        self._sub_shapes = (shape, tuple(out.shape[1:]))
         self.built = True
+        self.dtype = out.dtype
 
     def reset_state(self) -> None:
         """Zero the kept states of every stateful layer inside (Keras' ``reset_states``)."""
@@ -400,6 +466,8 @@ class Model(Trainer, Layer):
 
     def output_activations(self) -> list:
         """Per output, the activation its last layer can leave out (see Layer.output_activation)."""
+        if self._subclassed:
+            return [None]  # call() is opaque: its losses run on its outputs as they are
         return [kt.node.layer.output_activation() if len(kt.node.outputs) == 1 else None for kt in self.outputs]
 
     # ---- running ------------------------------------------------------------------------
@@ -431,6 +499,11 @@ class Model(Trainer, Layer):
         return out
 
     def _call(self, x, mask=None, **kwargs):
+        if self._subclassed:
+            if not isinstance(x, Tensor):
+                x = Tensor(as_array_input(x, self.describe()))
+            if not self.built:
+                self.build(x)
         return self.forward(x, mask=mask, **kwargs)
 
     __call__ = _call
@@ -442,6 +515,8 @@ class Model(Trainer, Layer):
         before its final activation (see ``output_activation``), for the fused losses. Returns
         a Tensor, or a list (a dict when the outputs were given as one) of Tensors. The masks
         of the outputs are left in ``self.output_masks`` (None where an output has none)."""
+        if self._subclassed:
+            return self._forward_subclassed(x, mask)
         xs = self._standardize_call_inputs(x)
         masks = _flat(mask) if mask is not None else [None] * len(xs)
         if len(masks) != len(xs):
@@ -469,6 +544,19 @@ class Model(Trainer, Layer):
         if self._output_kind == "dict":
             return dict(zip(self.output_names, outs))
         return outs
+
+    def _forward_subclassed(self, x, mask):
+        if not isinstance(x, Tensor):
+            x = Tensor(as_array_input(x, self.describe()))
+        params = _call_params(type(self))
+        kwargs = {}
+        if "training" in params:
+            kwargs["training"] = self.training
+        if mask is not None and "mask" in params:
+            kwargs["mask"] = mask
+        out = self.call(x, **kwargs)
+        self.output_masks = [None]
+        return out
 
     def _run_node(self, node, values, want_logits):
         def get(kt):
@@ -510,7 +598,11 @@ class Model(Trainer, Layer):
     def summary(self, print_fn=print) -> str:
         """Layers, output shapes, parameter counts and what each layer is connected to."""
         rows = [("Layer (type)", "Output Shape", "Param #", "Connected to")]
-        for layer in self.layers:
+        if self._subclassed:  # call() is opaque: the layers it holds, without a graph
+            for layer in self.layers:
+                rows.append((f"{layer.name} ({type(layer).__name__})", "?",
+                             f"{sum(int(p.size) for p in layer.params()):,}", "(subclassed)"))
+        for layer in ([] if self._subclassed else self.layers):
             nodes = [n for n in layer._inbound_nodes if id(n) in self._node_ids]
             shape = nodes[0].outputs[0].shape if nodes and len(nodes[0].outputs) == 1 else \
                 [kt.shape for kt in nodes[0].outputs] if nodes else None
@@ -614,7 +706,12 @@ class Model(Trainer, Layer):
     # ---- config -------------------------------------------------------------------------
     def get_config(self) -> dict:
         """Keras-style: the layers, and the nodes in the order they run, each naming the
-        (layer, node index, tensor index) of every input."""
+        (layer, node index, tensor index) of every input. A subclassed model must define its
+        own (its constructor arguments), as in Keras."""
+        if self._subclassed:
+            raise ValueError(f"{type(self).__name__} is a subclassed model: define get_config() returning its "
+                             "constructor arguments (and register it with @gpudl.register_serializable) to "
+                             "save the whole model, or use save_weights()")
         from .. import serialization
 
         def ref(kt):
@@ -646,6 +743,8 @@ class Model(Trainer, Layer):
 
     @classmethod
     def from_config(cls, config: dict, custom_objects=None) -> "Model":
+        if cls.call is not Model.call:  # a subclassed model: its config is its constructor's arguments
+            return cls(**config)
         from .. import serialization
         layers = {}
         for rec in config["layers"]:
@@ -686,6 +785,39 @@ class Model(Trainer, Layer):
                    struct(config["outputs"], config.get("output_kind", "list")), name=config.get("name"))
 
 
+def as_array_input(x, what):
+    if isinstance(x, np.ndarray) or backend.is_cupy_array(x):
+        return x
+    try:
+        return np.asarray(x)
+    except Exception as exc:
+        raise TypeError(f"{what} input: expected an array, got {type(x).__name__} ({exc})") from None
+
+
+def _call_params(cls) -> frozenset:
+    cache = cls.__dict__.get("_gpudl_call_params")
+    if cache is None:
+        import inspect as _inspect
+        try:
+            cache = frozenset(_inspect.signature(cls.call).parameters)
+        except (TypeError, ValueError):
+            cache = frozenset()
+        cls._gpudl_call_params = cache
+    return cache
+
+
+def _held_layers(model) -> list:
+    """The layers a subclassed model holds as attributes (and in lists or tuples), in order."""
+    out, seen = [], set()
+    for v in vars(model).values():
+        items = v if isinstance(v, (list, tuple)) else [v]
+        for item in items:
+            if isinstance(item, Layer) and item is not model and id(item) not in seen:
+                seen.add(id(item))
+                out.append(item)
+    return out
+
+
 def _model_record(model) -> dict:
     """The model's own record: its class (Model, Sequential, or a registered subclass) and config."""
     from .. import serialization
@@ -695,7 +827,10 @@ def _model_record(model) -> dict:
         if key not in ("Model", "Sequential") or not type(model).__module__.startswith("gpudl."):
             raise ValueError(f"{model.describe()}: a model class of your own ({type(model).__name__}) must be "
                              "registered with @gpudl.register_serializable(package=...) to be saved")
-    return {"class": key, "config": serialization.check_json(model.get_config(), f"{model.describe()}'s config")}
+    record = {"class": key, "config": serialization.check_json(model.get_config(), f"{model.describe()}'s config")}
+    if model._subclassed:
+        record["input_shape"] = list(model.input_shape)
+    return record
 
 
 def _activate(z, activation):

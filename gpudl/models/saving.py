@@ -26,6 +26,10 @@ def model_from_record(record, custom_objects=None, path="model"):
     if cls is None or not (isinstance(cls, type) and issubclass(cls, Model)):
         raise ModelFileError(f"{path}: expected a Sequential or Model (or a registered model class), got "
                              f"{name!r}")
+    if record.get("input_shape") is not None:  # a subclassed model: rebuilt, then built on its input shape
+        model = cls.from_config(record["config"])
+        model.build(tuple(record["input_shape"]))
+        return model
     return cls.from_config(record["config"], custom_objects)
 
 
