@@ -119,6 +119,7 @@ def _conv_pads(x_shape, w_shape, stride, padding, dilation):
     return (ph, ph, pw, pw)
 
 
+@pytest.mark.stand_in_sample(2)
 @pytest.mark.parametrize("x_shape,w_shape,stride,padding,dilation,groups", CONV_CASES)
 def test_conv2d_dilation_groups(backend_name, x_shape, w_shape, stride, padding, dilation, groups):
     seed = CONV_CASES.index((x_shape, w_shape, stride, padding, dilation, groups))
@@ -205,6 +206,7 @@ CONV1D_CASES = [
 ]
 
 
+@pytest.mark.stand_in_sample(2)
 @pytest.mark.parametrize("x_shape,w_shape,stride,padding,dilation,groups", CONV1D_CASES)
 def test_conv1d(backend_name, x_shape, w_shape, stride, padding, dilation, groups):
     seed = CONV1D_CASES.index((x_shape, w_shape, stride, padding, dilation, groups))
@@ -269,6 +271,7 @@ def _transpose_pads(padding):
     return tuple(padding) if len(padding) == 4 else (padding[0], padding[0], padding[1], padding[1])
 
 
+@pytest.mark.stand_in_sample(2)
 @pytest.mark.parametrize("x_shape,w_shape,stride,padding,output_padding,dilation", TRANSPOSE_CASES)
 def test_conv_transpose2d(backend_name, x_shape, w_shape, stride, padding, output_padding, dilation):
     seed = TRANSPOSE_CASES.index((x_shape, w_shape, stride, padding, output_padding, dilation))
@@ -345,6 +348,7 @@ def test_pool_same(backend_name, x_shape, kernel, stride, mode):
     assert y.shape[2:] == (-(-x_shape[2] // sh), -(-x_shape[3] // sw))
 
 
+@pytest.mark.stand_in_sample(2)
 @pytest.mark.parametrize("count_include_pad", [True, False])
 @pytest.mark.parametrize("pads", [(1, 0, 0, 1), (0, 1, 1, 1), (1, 1, 0, 0)])
 def test_pool_asymmetric_pads(backend_name, pads, count_include_pad):

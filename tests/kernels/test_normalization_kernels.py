@@ -75,6 +75,7 @@ def test_float32_statistics_stay_accurate_for_a_large_mean(xp, rng):
     np.testing.assert_allclose(to_numpy(var), [x64.var()], rtol=2e-3)
 
 
+@pytest.mark.stand_in_sample(4)
 @pytest.mark.parametrize("shape,axis", CASES)
 @pytest.mark.parametrize("scale,center", [(True, True), (False, False), (True, False)])
 def test_forward_and_backward(xp, dtype, rng, poison, tol, shape, axis, scale, center):
@@ -181,6 +182,7 @@ def test_batch_norm_cupy_path_equals_numpy_path(cupy_backend, shape, axis, dt, m
         np.testing.assert_allclose(a, b, **tol)
 
 
+@pytest.mark.stand_in_sample(1)
 @pytest.mark.gpu
 @pytest.mark.parametrize("shape", [(1, 2, 2), (3, 2), (2, 2, 1, 2)])
 def test_batch_norm_cupy_gradcheck(cupy_backend, shape):
