@@ -39,6 +39,10 @@ def test_example_reaches_095_per_word_on_held_out_sentences(example, capsys):
     out = capsys.readouterr().out
     assert "held-out per-word accuracy" in out
     assert result["accuracy"] >= 0.95, result["accuracy"]
+    # cities never seen in training are placed by their context
+    assert result["unseen_accuracy"] >= 0.9, result["unseen_accuracy"]
+    # and context is what it takes: each word alone cannot tell a destination from a departure
+    assert result["baseline_accuracy"] < result["accuracy"] - 0.1, result
     # the logged validation accuracy counts real words only: it equals the hand count
     assert abs(result["history"]["val_accuracy"][-1] - result["accuracy"]) < 1e-6
 
