@@ -23,8 +23,9 @@ from gpudl import optimizers, peers, recipes  # noqa: E402
 
 def parse_args(argv=None):
     parser = peers.example_parser("Keras' mnist_cnn recipe on Fashion-MNIST or MNIST", epochs=12)
-    parser.add_argument("--batchnorm", action="store_true",
-                        help="BatchNormalization between each convolution and its ReLU (both models)")
+    parser.add_argument("--batchnorm", nargs="?", const="pre", default=False, choices=["pre", "post"],
+                        help="BatchNormalization after each convolution (both models): 'pre' (the default "
+                             "with the flag) between the convolution and its ReLU, 'post' after the ReLU")
     return peers.parse_example_args(parser, argv)
 
 

@@ -63,11 +63,14 @@ def _mnist_cnn(torch, input_shape=(1, 28, 28), classes=10, batchnorm=False):
     c, h, w = input_shape
     flat = 64 * ((h - 4) // 2) * ((w - 4) // 2)  # two valid 3x3 convolutions, then a 2x2 pool
 
-    def norm(ch):
+    def block(c_in, c_out):
         # Keras' BatchNormalization(momentum=0.99, epsilon=1e-3): PyTorch's momentum is 1 - m
-        return [nn.BatchNorm2d(ch, eps=1e-3, momentum=0.01)] if batchnorm else []
-    return nn.Sequential(nn.Conv2d(c, 32, 3), *norm(32), nn.ReLU(), nn.Conv2d(32, 64, 3), *norm(64), nn.ReLU(),
-                         nn.MaxPool2d(2),
+        conv, relu = nn.Conv2d(c_in, c_out, 3), nn.ReLU()
+        if not batchnorm:
+            return [conv, relu]
+        norm = nn.BatchNorm2d(c_out, eps=1e-3, momentum=0.01)
+        return [conv, relu, norm] if batchnorm == "post" else [conv, norm, relu]
+    return nn.Sequential(*block(c, 32), *block(32, 64), nn.MaxPool2d(2),
                          nn.Dropout(0.25), nn.Flatten(), nn.Linear(flat, 128), nn.ReLU(), nn.Dropout(0.5),
                          nn.Linear(128, classes))
 

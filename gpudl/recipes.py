@@ -21,11 +21,17 @@ def hello_mlp(input_dim=784, hidden=500, classes=10, dropout=0.2, activation="re
 
 
 def mnist_cnn(input_shape=(1, 28, 28), classes=10, batchnorm=False):
-    """Keras' mnist_cnn: conv32-conv64-pool-dropout-128-dropout-10; ``batchnorm=True`` puts a
-    BatchNormalization between each convolution and its ReLU."""
-    if batchnorm:
+    """Keras' mnist_cnn: conv32-conv64-pool-dropout-128-dropout-10. ``batchnorm``: True or
+    "pre" puts a BatchNormalization between each convolution and its ReLU (Ioffe and
+    Szegedy's place), "post" after each convolution's ReLU."""
+    if batchnorm not in (False, True, "pre", "post"):
+        raise ValueError(f"mnist_cnn expected batchnorm False, True, 'pre' or 'post', got {batchnorm!r}")
+    if batchnorm in (True, "pre"):
         convs = [layers.Conv2D(32, 3), layers.BatchNormalization(), layers.ReLU(),
                  layers.Conv2D(64, 3), layers.BatchNormalization(), layers.ReLU()]
+    elif batchnorm == "post":
+        convs = [layers.Conv2D(32, 3, activation="relu"), layers.BatchNormalization(),
+                 layers.Conv2D(64, 3, activation="relu"), layers.BatchNormalization()]
     else:
         convs = [layers.Conv2D(32, 3, activation="relu"), layers.Conv2D(64, 3, activation="relu")]
     return Sequential([

@@ -187,3 +187,22 @@ def test_torch_trainer_trains_a_range_of_samples(torch):
     assert steps == {3}
     trainer.epoch()          # the whole 600: 19 more batches
     assert {int(st["step"]) for st in trainer.opt.state.values()} == {22}
+
+
+@pytest.mark.parametrize("batchnorm, order", [
+    ("pre", ["Conv2D", "BatchNormalization", "ReLU", "Conv2D", "BatchNormalization", "ReLU"]),
+    ("post", ["Conv2D", "BatchNormalization", "Conv2D", "BatchNormalization"]),
+])
+def test_batchnorm_recipe_and_its_twin_put_the_normalisation_in_the_same_place(torch, batchnorm, order):
+    model = recipes.mnist_cnn(batchnorm=batchnorm)
+    assert [type(l).__name__ for l in model.layers[:len(order)]] == order
+    twin = peers.torch_twin("mnist_cnn", batchnorm=batchnorm)
+    names = [type(m).__name__ for m in twin][:7]
+    bn_at = [i for i, n in enumerate(names) if n == "BatchNorm2d"]
+    assert bn_at == ([1, 4] if batchnorm == "pre" else [2, 5])
+    bn = twin[bn_at[0]]
+    assert bn.momentum == pytest.approx(0.01) and bn.eps == pytest.approx(1e-3)  # Keras' 0.99 and 1e-3
+    trainable = sum(int(p.size) for p in model.trainable_params())
+    assert sum(p.numel() for p in twin.parameters()) == trainable
+    with pytest.raises(ValueError, match="batchnorm"):
+        recipes.mnist_cnn(batchnorm="middle")
