@@ -195,6 +195,7 @@ def test_torch_trainer_trains_a_range_of_samples(torch):
 ])
 def test_batchnorm_recipe_and_its_twin_put_the_normalisation_in_the_same_place(torch, batchnorm, order):
     model = recipes.mnist_cnn(batchnorm=batchnorm)
+    model.build()
     assert [type(l).__name__ for l in model.layers[:len(order)]] == order
     twin = peers.torch_twin("mnist_cnn", batchnorm=batchnorm)
     names = [type(m).__name__ for m in twin][:7]
