@@ -173,6 +173,11 @@ def _col2im(gcols, x_shape, kernel, stride, pads, out_hw, dilation=(1, 1)):
     return np.ascontiguousarray(g[:, :, pt:pt + h, pl:pl + w].transpose(1, 0, 2, 3))
 
 
+def _c_contiguous(*arrays):
+    """Each array C-contiguous (copied only when it is not); None stays None."""
+    return tuple(a if a is None or a.flags.c_contiguous else a.copy() for a in arrays)
+
+
 class Conv2d(Function):
     """Convolution, optionally followed by ReLU in the same op (``relu=True``): the ReLU is
     applied in place on the output and its mask folded into the copy backward makes
@@ -186,10 +191,7 @@ class Conv2d(Function):
         self.has_b = b is not None
         if on_gpu(x):
             from ..kernels import conv as K
-            x = x if x.flags.c_contiguous else x.copy()
-            W = W if W.flags.c_contiguous else W.copy()
-            if b is not None and not b.flags.c_contiguous:
-                b = b.copy()
+            x, W, b = _c_contiguous(x, W, b)  # the kernels index flat C-ordered buffers
             self._saved = (x, W)
             # bias and ReLU are the product's epilogue: one pass over y, in place
             y = K.conv2d_forward(x, W, b, self.stride, self.pads, relu=self.relu,
@@ -291,10 +293,7 @@ class ConvTranspose2d(Function):
         self.has_b = b is not None
         if on_gpu(x):
             from ..kernels import conv as K
-            x = x if x.flags.c_contiguous else x.copy()
-            W = W if W.flags.c_contiguous else W.copy()
-            if b is not None and not b.flags.c_contiguous:
-                b = b.copy()
+            x, W, b = _c_contiguous(x, W, b)  # the kernels index flat C-ordered buffers
             self._saved = (x, W)
             y = K.conv_transpose2d_forward(x, W, b, self.stride, self.pads, self.output_padding,
                                            dilation=self.dilation, relu=self.relu)

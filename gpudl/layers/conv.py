@@ -56,6 +56,18 @@ def _check_in_channels(layer, in_ch, groups):
                          f"got groups={groups}")
 
 
+def _kernel_bias_args(layer, activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+                      bias_regularizer):
+    """The arguments every convolution layer takes about its kernel, bias and activation."""
+    layer.activation = activation
+    layer._act = activations.get(activation)
+    layer.use_bias = bool(use_bias)
+    layer.kernel_initializer = kernel_initializer
+    layer.bias_initializer = bias_initializer
+    layer.kernel_regularizer = regularizers.get(kernel_regularizer)
+    layer.bias_regularizer = regularizers.get(bias_regularizer)
+
+
 class Conv2D(KernelBias, Layer):
     """``activation(conv2d(x, W) + b)`` on NCHW images, W (filters, in_ch / groups, kh, kw),
     b (filters,).
@@ -80,13 +92,8 @@ class Conv2D(KernelBias, Layer):
         self.dilation_rate = normalize_dilation(dilation_rate, self.describe(), "dilation_rate")
         _check_strides_dilation(self, self.stride, self.dilation_rate)
         self.groups = _groups_arg(self, groups, self.filters)
-        self.activation = activation
-        self._act = activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = kernel_initializer
-        self.bias_initializer = bias_initializer
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
+        _kernel_bias_args(self, activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+                          bias_regularizer)
 
     def compute_output_shape(self, input_shape):
         """(N, filters, Ho, Wo) for an (N, C, H, W) input; raises if the kernel does not fit."""
@@ -176,13 +183,8 @@ class Conv1D(KernelBias, Layer):
         self.dilation_rate = _int_single(dilation_rate, self.describe(), "dilation_rate", 1, "a positive int")
         _check_strides_dilation(self, (self.strides,), (self.dilation_rate,))
         self.groups = _groups_arg(self, groups, self.filters)
-        self.activation = activation
-        self._act = activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = kernel_initializer
-        self.bias_initializer = bias_initializer
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
+        _kernel_bias_args(self, activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+                          bias_regularizer)
 
     def _span(self):
         return (self.kernel_size - 1) * self.dilation_rate + 1
@@ -288,13 +290,8 @@ class Conv2DTranspose(KernelBias, Layer):
                 raise ValueError(f"{self.describe()} expected output_padding smaller than strides "
                                  f"{self.strides}, got {self.output_padding}")
         _check_strides_dilation(self, self.strides, self.dilation_rate)
-        self.activation = activation
-        self._act = activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = kernel_initializer
-        self.bias_initializer = bias_initializer
-        self.kernel_regularizer = regularizers.get(kernel_regularizer)
-        self.bias_regularizer = regularizers.get(bias_regularizer)
+        _kernel_bias_args(self, activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+                          bias_regularizer)
 
     def _geometry(self, shape):
         """(pads (top, bottom, left, right), output_padding) for F.conv_transpose2d."""

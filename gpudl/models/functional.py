@@ -612,20 +612,7 @@ class Model(Trainer, Layer):
                     conn.append(f"{kt.node.layer.name}[{kt.node.index}][{kt.index}]")
             count = sum(int(p.size) for p in layer.params())
             rows.append((f"{layer.name} ({type(layer).__name__})", str(shape), f"{count:,}", ", ".join(conn) or "-"))
-        widths = [max(len(r[i]) for r in rows) + 2 for i in range(4)]
-        line = "-" * sum(widths)
-        out = [f'Model: "{self.name}"', line, "".join(c.ljust(w) for c, w in zip(rows[0], widths)),
-               "=" * sum(widths)]
-        for r in rows[1:]:
-            out.append("".join(c.ljust(w) for c, w in zip(r, widths)))
-        total = sum(int(p.size) for p in self.params())
-        trainable = sum(int(p.size) for p in self.trainable_params())
-        out += ["=" * sum(widths), f"Total params: {total:,}", f"Trainable params: {trainable:,}",
-                f"Non-trainable params: {total - trainable:,}", line]
-        text = "\n".join(out)
-        if print_fn is not None:
-            print_fn(text)
-        return text
+        return summary_table(self, rows, print_fn)
 
     def _penalty(self):
         total = None
@@ -783,6 +770,24 @@ class Model(Trainer, Layer):
             return items[0] if kind == "single" else items
         return cls(struct(config["inputs"], config.get("input_kind", "list")),
                    struct(config["outputs"], config.get("output_kind", "list")), name=config.get("name"))
+
+
+def summary_table(model, rows, print_fn=print) -> str:
+    """Keras' summary layout: ``rows`` (a header, then one per layer) in padded columns, then
+    the parameter counts; printed with ``print_fn`` (None: not printed) and returned."""
+    widths = [max(len(r[i]) for r in rows) + 2 for i in range(len(rows[0]))]
+    line = "-" * sum(widths)
+    out = [f'Model: "{model.name}"', line, "".join(c.ljust(w) for c, w in zip(rows[0], widths)), "=" * sum(widths)]
+    for r in rows[1:]:
+        out.append("".join(c.ljust(w) for c, w in zip(r, widths)))
+    total = sum(int(p.size) for p in model.params())
+    trainable = sum(int(p.size) for p in model.trainable_params())
+    out += ["=" * sum(widths), f"Total params: {total:,}", f"Trainable params: {trainable:,}",
+            f"Non-trainable params: {total - trainable:,}", line]
+    text = "\n".join(out)
+    if print_fn is not None:
+        print_fn(text)
+    return text
 
 
 def as_array_input(x, what):

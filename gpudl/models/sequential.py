@@ -12,7 +12,7 @@ from .. import serialization
 from ..autograd import Tensor, no_grad
 from ..layers.base import Layer
 from ..training.epoch_iterator import as_array
-from .functional import Model, accepts_mask, reset_stateful
+from .functional import Model, accepts_mask, reset_stateful, summary_table
 
 __all__ = ["Sequential", "find_layer"]
 
@@ -221,19 +221,7 @@ class Sequential(Model):
         for layer, shape in zip(self.layers, self._output_shapes):
             count = sum(int(p.size) for p in layer.params())
             rows.append((f"{layer.name} ({type(layer).__name__})", str((None,) + tuple(shape)), f"{count:,}"))
-        widths = [max(len(r[i]) for r in rows) + 2 for i in range(3)]
-        line = "-" * sum(widths)
-        out = [f'Model: "{self.name}"', line, "".join(c.ljust(w) for c, w in zip(rows[0], widths)), "=" * sum(widths)]
-        for r in rows[1:]:
-            out.append("".join(c.ljust(w) for c, w in zip(r, widths)))
-        total = sum(int(p.size) for p in self.params())
-        trainable = sum(int(p.size) for p in self.trainable_params())
-        out += ["=" * sum(widths), f"Total params: {total:,}", f"Trainable params: {trainable:,}",
-                f"Non-trainable params: {total - trainable:,}", line]
-        text = "\n".join(out)
-        if print_fn is not None:
-            print_fn(text)
-        return text
+        return summary_table(self, rows, print_fn)
 
     # ---- config -------------------------------------------------------------------------
     def get_config(self) -> dict:
