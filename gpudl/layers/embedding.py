@@ -69,6 +69,7 @@ class Embedding(Layer):
             self.built = True
         else:
             backend.check_same_backend([ids, self.embeddings.data], self.describe())
+        self._last_input = x
         return self.forward(ids)
 
     def forward(self, ids):
@@ -82,6 +83,8 @@ class Embedding(Layer):
         in is replaced, as in Keras. The ids are checked as a call checks them."""
         if not self.mask_zero:
             return None
+        if x is getattr(self, "_last_input", None) and self.last_mask is not None:
+            return self.last_mask  # the call just made it: no second check and compare of the ids
         return self._ids(x) != 0
 
     def get_config(self):

@@ -147,20 +147,27 @@ def _flat(x):
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
-def accepts(layer, arg) -> bool:
-    """Whether ``layer(x, arg=...)`` is accepted: its own ``__call__`` or ``forward`` names it."""
-    cache = type(layer).__dict__.get("_gpudl_call_args")
+def signature_names(cls, *methods) -> frozenset:
+    """The parameter names of ``cls``'s ``methods`` together (unwrapped), cached on the class."""
+    cache = cls.__dict__.get("_gpudl_signatures")
     if cache is None:
-        names = set()
-        for fn in (type(layer).__call__, type(layer).forward):
-            fn = inspect.unwrap(fn)
+        cache = {}
+        cls._gpudl_signatures = cache
+    names = cache.get(methods)
+    if names is None:
+        found = set()
+        for m in methods:
             try:
-                names |= set(inspect.signature(fn).parameters)
+                found |= set(inspect.signature(inspect.unwrap(getattr(cls, m))).parameters)
             except (TypeError, ValueError):
                 pass
-        cache = frozenset(names)
-        type(layer)._gpudl_call_args = cache
-    return arg in cache
+        names = cache[methods] = frozenset(found)
+    return names
+
+
+def accepts(layer, arg) -> bool:
+    """Whether ``layer(x, arg=...)`` is accepted: its own ``__call__`` or ``forward`` names it."""
+    return arg in signature_names(type(layer), "__call__", "forward")
 
 
 def accepts_mask(layer) -> bool:
@@ -548,7 +555,7 @@ class Model(Trainer, Layer):
     def _forward_subclassed(self, x, mask):
         if not isinstance(x, Tensor):
             x = Tensor(as_array_input(x, self.describe()))
-        params = _call_params(type(self))
+        params = signature_names(type(self), "call")
         kwargs = {}
         if "training" in params:
             kwargs["training"] = self.training
@@ -797,18 +804,6 @@ def as_array_input(x, what):
         return np.asarray(x)
     except Exception as exc:
         raise TypeError(f"{what} input: expected an array, got {type(x).__name__} ({exc})") from None
-
-
-def _call_params(cls) -> frozenset:
-    cache = cls.__dict__.get("_gpudl_call_params")
-    if cache is None:
-        import inspect as _inspect
-        try:
-            cache = frozenset(_inspect.signature(cls.call).parameters)
-        except (TypeError, ValueError):
-            cache = frozenset()
-        cls._gpudl_call_params = cache
-    return cache
 
 
 def _held_layers(model) -> list:
