@@ -141,6 +141,31 @@ class Tensor:
     def astype(self, dtype) -> "Tensor":
         return Cast(dtype)(self)
 
+    # ---- DLPack -----------------------------------------------------------------------
+    def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+        """This tensor's buffer as a DLPack capsule, for ``numpy.from_dlpack``,
+        ``torch.from_dlpack``, ``cupy.from_dlpack``, ``jax.dlpack.from_dlpack``. Shares memory;
+        like PyTorch, a tensor that requires grad must be ``detach()``-ed first (gradients do
+        not cross the boundary)."""
+        if self.requires_grad:
+            raise RuntimeError("Tensor.__dlpack__: cannot export a tensor that requires grad "
+                               "(gradients do not cross DLPack): use tensor.detach()")
+        kwargs = {k: v for k, v in (("stream", stream), ("max_version", max_version),
+                                    ("dl_device", dl_device), ("copy", copy)) if v is not None}
+        try:
+            return self.data.__dlpack__(**kwargs)
+        except TypeError:
+            if "max_version" not in kwargs:
+                raise
+            # an array library of before DLPack 1.0 only makes the unversioned capsule,
+            # which the DLPack protocol lets a producer return
+            kwargs.pop("max_version")
+            return self.data.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        """(device type, device id) of the buffer, DLPack's codes: (1, 0) host, (2, n) CUDA."""
+        return self.data.__dlpack_device__()
+
     def zero_grad(self):
         self.grad = None
 
@@ -653,6 +678,16 @@ class Stack(Function):
         xp = backend.get_array_module(g)
         n = g.shape[self.axis]
         return tuple(xp.take(g, i, axis=self.axis) for i in range(n))
+
+
+def from_dlpack(x, *, copy=None) -> Tensor:
+    """A leaf Tensor over ``x``'s buffer (NumPy, CuPy, PyTorch, JAX, or any DLPack producer),
+    without a copy: a write on either side is seen by the other. A host buffer gives a NumPy
+    tensor and a CUDA buffer a CuPy one; moving between them takes an explicit ``.to()``.
+    Like ``torch.from_dlpack``, no gradient crosses: the result requires none."""
+    if isinstance(x, Tensor):
+        x = x.detach()
+    return Tensor._wrap(backend.from_dlpack(x, copy=copy))
 
 
 def concatenate(tensors, axis=0) -> Tensor:

@@ -194,6 +194,31 @@ def to_backend(a, name: str | None = None):
     raise ValueError(f"unknown backend {name!r}: expected 'numpy' or 'cupy'")
 
 
+#: DLPack's device types (dlpack.h DLDeviceType) that each backend reads without a copy
+_DLPACK_HOST = {1: "CPU", 3: "CUDA host (pinned)"}
+_DLPACK_CUDA = {2: "CUDA", 13: "CUDA managed", 10: "ROCm"}
+_DLPACK_NAMES = {4: "OpenCL", 7: "Vulkan", 8: "Metal", 9: "VPI", 11: "ROCm host", 12: "ExtDev",
+                 14: "oneAPI", 15: "WebGPU", 16: "Hexagon", 17: "MAIA"}
+
+
+def from_dlpack(x, copy=None):
+    """An array sharing ``x``'s memory through DLPack: NumPy for a host buffer, CuPy for a CUDA
+    one (chosen by ``x.__dlpack_device__()``, whatever the active backend: a move between
+    devices is never implicit)."""
+    if not (hasattr(x, "__dlpack__") and hasattr(x, "__dlpack_device__")):
+        raise TypeError("from_dlpack expected an object with __dlpack__ and __dlpack_device__ "
+                        f"(a NumPy, CuPy, PyTorch or JAX array), got {type(x).__name__}")
+    device_type, device_id = (int(v) for v in x.__dlpack_device__())
+    kwargs = {} if copy is None else {"copy": copy}
+    if device_type in _DLPACK_HOST:
+        return np.from_dlpack(x, **kwargs)
+    if device_type in _DLPACK_CUDA:
+        return _import_cupy().from_dlpack(x, **kwargs)
+    name = _DLPACK_NAMES.get(device_type, f"device type {device_type}")
+    raise ValueError(f"from_dlpack expected a host (CPU) or CUDA buffer, got one on {name} "
+                     f"(device {device_id})")
+
+
 def synchronize() -> None:
     """Wait for the GPU's queued work when the CuPy backend is active (a no-op on NumPy).
 

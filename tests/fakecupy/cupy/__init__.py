@@ -208,6 +208,18 @@ class ndarray:
                 "strides": None if self._a.flags.c_contiguous else self._a.strides,
                 "stream": None}
 
+    # ---- DLPack: a CUDA buffer (device type 2) to every consumer ----------------------
+    def __dlpack_device__(self):
+        return (2, 0)
+
+    def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+        if dl_device is not None and tuple(dl_device) != (2, 0):
+            raise BufferError(f"cupy.ndarray.__dlpack__: cannot export to device {tuple(dl_device)} "
+                              "without a copy (the buffer is on CUDA device 0)")
+        if copy:
+            return _DeviceCapsule(self._a.copy())
+        return _DeviceCapsule(self._a)
+
     # ---- attributes -----------------------------------------------------------------
     shape = property(lambda self: self._a.shape)
     dtype = property(lambda self: self._a.dtype)
@@ -288,6 +300,25 @@ class ndarray:
 
     def __invert__(self):
         return _wrap(~self._a)  # a 0-d buffer's result is a NumPy scalar: wrap it back
+
+
+class _DeviceCapsule:
+    """What the test device's __dlpack__ hands out: only this module's from_dlpack can read it,
+    as only a CUDA-aware consumer can read a real CuPy capsule."""
+
+    def __init__(self, a):
+        self.a = a
+
+
+def from_dlpack(x, *, device=None, copy=None):
+    if not hasattr(x, "__dlpack_device__"):
+        raise TypeError(f"from_dlpack: {type(x).__name__} has no __dlpack_device__")
+    if tuple(x.__dlpack_device__())[0] != 2:
+        raise RuntimeError(f"from_dlpack: cupy reads CUDA buffers only, got device {tuple(x.__dlpack_device__())}")
+    capsule = x.__dlpack__(stream=None) if copy is None else x.__dlpack__(stream=None, copy=copy)
+    if not isinstance(capsule, _DeviceCapsule):
+        raise TypeError("from_dlpack: not a capsule of the test device")
+    return ndarray(capsule.a)
 
 
 class _MemoryPointer:
