@@ -4,7 +4,7 @@ Importing gpudl touches no GPU, network or disk: CuPy and Numba load only when t
 backend is asked for.
 """
 from . import (augment, backend, callbacks, data, datasets, functional, initializers, layers, losses, metrics,
-               optimizers, regularizers, serialization, training)
+               onnx, optimizers, regularizers, serialization, training)
 from .autograd import Function, Parameter, Tensor, enable_grad, from_dlpack, no_grad
 from .backend import get_backend, set_backend, to_numpy
 from .errors import BackendUnavailableError, DatasetError, GpudlError, GradcheckError, ModelFileError
@@ -19,5 +19,5 @@ __all__ = [
     "to_numpy", "set_seed", "backend", "functional", "layers", "optimizers", "regularizers",
     "initializers", "BackendUnavailableError", "ModelFileError", "DatasetError", "GpudlError",
     "GradcheckError", "Sequential", "load_model", "callbacks", "datasets", "augment", "losses", "metrics",
-    "data", "training", "Input", "Model", "register_serializable", "serialization",
+    "data", "training", "onnx", "Input", "Model", "register_serializable", "serialization",
 ]
