@@ -155,7 +155,9 @@ def serialize_layer(layer) -> dict:
 
 
 def deserialize_layer(record, custom_objects=None):
-    from .layers.base import Layer
+    from .layers.base import Layer, import_layer_home
+    if isinstance(record, dict):
+        import_layer_home(record.get("class"))
     layer = deserialize_object(record, "layer", _layer_builtins(), custom_objects)
     if not isinstance(layer, Layer):
         raise ValueError(f"{record.get('class')!r} made {type(layer).__name__}, not a gpudl layer")

@@ -99,7 +99,20 @@ class _LayerMeta(type):
         return layer
 
 
+#: built-in layer classes that live outside gpudl.layers, imported when a saved model names them
+_ELSEWHERE = {"OnnxNode": "gpudl.onnx.importer"}
+
+
+def import_layer_home(name) -> None:
+    """Import the module of a built-in layer class defined outside gpudl.layers, if ``name``
+    is one and it is not registered yet (a saved model names it in a fresh process)."""
+    if isinstance(name, str) and name not in _REGISTRY and name in _ELSEWHERE:
+        import importlib  # noqa: PLC0415
+        importlib.import_module(_ELSEWHERE[name])
+
+
 def get_layer_class(name: str) -> type:
+    import_layer_home(name)
     if name not in _REGISTRY:
         raise ValueError(f"unknown layer class {name!r}: expected one of {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
