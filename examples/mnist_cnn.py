@@ -26,6 +26,9 @@ def parse_args(argv=None):
     parser.add_argument("--batchnorm", nargs="?", const="pre", default=False, choices=["pre", "post"],
                         help="BatchNormalization after each convolution (both models): 'pre' (the default "
                              "with the flag) between the convolution and its ReLU, 'post' after the ReLU")
+    parser.add_argument("--twin-init", action="store_true",
+                        help="start gpudl from the PyTorch twin's initial weights (PyTorch's default "
+                             "initialisers, seeded with --seed) instead of Keras' glorot_uniform")
     return peers.parse_example_args(parser, argv)
 
 
@@ -50,7 +53,12 @@ def main(argv=None):
                   loss="categorical_crossentropy", metrics=["accuracy"])
     model.summary()
     twin = peers.torch_twin("mnist_cnn", seed=args.seed, input_shape=x_train.shape[1:],
-                            batchnorm=args.batchnorm) if args.torch else None
+                            batchnorm=args.batchnorm) if args.torch or args.twin_init else None
+    if args.twin_init:
+        peers.copy_twin_weights(twin, model)
+        print("gpudl starts from the PyTorch twin's initial weights")
+    if not args.torch:
+        twin = None
     return peers.fit_beside(model, (x_train, y_train, x_test, y_test), twin, epochs=args.epochs,
                             batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed)
 

@@ -15,7 +15,7 @@ import numpy as np
 from . import backend
 from .callbacks import Callback
 
-__all__ = ["import_torch", "torch_device", "torch_twin", "TorchTrainer", "EpochTimer", "fit_beside", "example_parser",
+__all__ = ["import_torch", "torch_device", "torch_twin", "copy_twin_weights", "TorchTrainer", "EpochTimer", "fit_beside", "example_parser",
            "parse_example_args", "TWINS"]
 
 #: recipes with a PyTorch twin (gpudl.recipes names)
@@ -88,6 +88,40 @@ def _rnn_rows(torch, cell="lstm", rows=28, cols=28, units=128, classes=10):
         def forward(self, x):
             return self.out(self.rnn(x)[0][:, -1])  # many-to-one: the last step's state
     return RowReader()
+
+
+def _twin_arrays(module):
+    """A torch module's parameters in gpudl's layout and order (Linear's weight transposed to
+    (in, out); BatchNorm's running statistics after gamma and beta)."""
+    name = type(module).__name__
+    if name == "Linear":
+        out = [module.weight.detach().T]
+    elif name in ("Conv1d", "Conv2d", "ConvTranspose2d"):
+        out = [module.weight.detach()]
+    elif name.startswith("BatchNorm"):
+        return [t.detach().cpu().numpy() for t in (module.weight, module.bias, module.running_mean, module.running_var)]
+    else:
+        return None
+    if module.bias is not None:
+        out.append(module.bias.detach())
+    return [t.cpu().numpy() for t in out]
+
+
+def copy_twin_weights(twin, model) -> None:
+    """Start the built gpudl ``model`` from the twin's current weights (a ``torch_twin`` of the
+    same recipe: Linear, Conv and BatchNorm modules in the same order as gpudl's layers with
+    parameters), so the two runs differ only in their random draws (shuffle, dropout)."""
+    theirs = [a for m in twin.modules() if (a := _twin_arrays(m)) is not None]
+    ours = [layer for layer in model.layers if layer.params()]
+    if len(theirs) != len(ours):
+        raise ValueError(f"copy_twin_weights: the twin has {len(theirs)} layers with weights, the gpudl "
+                         f"model {len(ours)}: expected the same recipe")
+    for layer, arrays in zip(ours, theirs):
+        shapes = [tuple(p.shape) for p in layer.params()]
+        if shapes != [a.shape for a in arrays]:
+            raise ValueError(f"copy_twin_weights: {layer.describe()} expected weights of shapes {shapes}, "
+                             f"the twin has {[a.shape for a in arrays]}")
+        layer.set_weights(arrays)
 
 
 def _say(line):

@@ -207,3 +207,27 @@ def test_batchnorm_recipe_and_its_twin_put_the_normalisation_in_the_same_place(t
     assert sum(p.numel() for p in twin.parameters()) == trainable
     with pytest.raises(ValueError, match="batchnorm"):
         recipes.mnist_cnn(batchnorm="middle")
+
+
+@pytest.mark.parametrize("recipe, kwargs, x_shape", [
+    ("hello_mlp", {"input_dim": 64, "hidden": 40}, (4, 64)),
+    ("mnist_cnn", {"batchnorm": "pre"}, (4, 1, 28, 28)),
+    ("mnist_cnn", {"batchnorm": "post"}, (4, 1, 28, 28)),
+])
+def test_copy_twin_weights_gives_the_twins_predictions(torch, recipe, kwargs, x_shape):
+    model = getattr(recipes, recipe)(**kwargs)
+    model.build()
+    twin = peers.torch_twin(recipe, seed=5, **kwargs).eval()
+    x = np.random.default_rng(1).random(x_shape, dtype=np.float32)
+    with torch.no_grad():
+        want = torch.softmax(twin(torch.from_numpy(x)), dim=-1).numpy()
+    assert np.abs(model.predict(x) - want).max() > 1e-3  # different initialisers before the copy
+    peers.copy_twin_weights(twin, model)
+    np.testing.assert_allclose(model.predict(x), want, atol=1e-6)
+
+
+def test_copy_twin_weights_refuses_another_recipe(torch):
+    model = recipes.mnist_cnn()
+    model.build()
+    with pytest.raises(ValueError, match="the twin has 3 layers with weights, the gpudl model 4"):
+        peers.copy_twin_weights(peers.torch_twin("hello_mlp"), model)
