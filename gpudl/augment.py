@@ -115,6 +115,12 @@ def shift_rotate(images, shifts, angles, fill: float = 0.0) -> np.ndarray:
     return out.reshape(x.shape)
 
 
+def _check_offset(sample_offset):
+    if not _is_int(sample_offset) or sample_offset < 0:
+        raise ValueError(f"RandomShiftRotate expected a non-negative integer sample_offset, got {sample_offset!r}")
+    return int(sample_offset)
+
+
 class RandomShiftRotate:
     """Randomly shift each image by whole pixels and rotate it by a small angle.
 
@@ -125,6 +131,10 @@ class RandomShiftRotate:
 
     ``aug(x, rng)`` returns a new array of ``x``'s shape and dtype; ``rng`` is a
     ``numpy.random.Generator`` (default: gpudl's shared one, reset by ``gpudl.set_seed``).
+    ``aug(x, rng, sample_offset=k)`` (what ``fit`` calls): x holds samples k, k+1, ... of a
+    batch; one key is drawn from ``rng`` and each sample's shift and angle are a pure
+    function of the key and its index in the batch, so a data-parallel rank's share gets
+    exactly the draws of those samples in the whole batch.
     """
 
     def __init__(self, max_shift: int = 2, max_rotation: float = 10.0, image_shape=None, fill: float = 0.0):
@@ -174,7 +184,7 @@ class RandomShiftRotate:
             return x
         raise ValueError(f"RandomShiftRotate expected input of shape (N, H, W) or (N, C, H, W), got shape {x.shape}")
 
-    def __call__(self, x, rng: np.random.Generator | None = None) -> np.ndarray:
+    def __call__(self, x, rng: np.random.Generator | None = None, sample_offset: int | None = None) -> np.ndarray:
         if rng is None:
             from .random import get_rng
             rng = get_rng()
@@ -186,9 +196,25 @@ class RandomShiftRotate:
             raise ValueError(f"RandomShiftRotate expected integer or floating images, got dtype {x.dtype}")
         images = self._as_images(x)
         n = images.shape[0]
-        shifts = rng.integers(-self.max_shift, self.max_shift + 1, size=(n, 2))
-        angles = rng.uniform(-self.max_rotation, self.max_rotation, size=n)
+        if sample_offset is None:
+            shifts = rng.integers(-self.max_shift, self.max_shift + 1, size=(n, 2))
+            angles = rng.uniform(-self.max_rotation, self.max_rotation, size=n)
+        else:
+            shifts, angles = self._counter_draws(int(rng.integers(0, 2**64, dtype=np.uint64)),
+                                                 _check_offset(sample_offset), n)
         return shift_rotate(images, shifts, angles, self.fill).reshape(x.shape)
+
+    def _counter_draws(self, key, offset, n):
+        """Shifts and angles of samples offset .. offset + n - 1 of a batch, each a pure
+        function of (key, its index in the batch): a rank holding part of a global batch
+        draws what one process holding all of it would (three SplitMix64 outputs a sample)."""
+        from .functional.dropout import splitmix64
+        z = splitmix64(key, 3 * offset, 3 * n).reshape(n, 3)
+        u = (z >> np.uint64(11)).astype(np.float64) * 2.0**-53  # uniform in [0, 1)
+        span = 2 * self.max_shift + 1
+        shifts = np.minimum(np.floor(u[:, :2] * span), span - 1).astype(np.int64) - self.max_shift
+        angles = -self.max_rotation + 2.0 * self.max_rotation * u[:, 2]
+        return shifts, angles
 
     def get_config(self) -> dict:
         """The constructor arguments, JSON-serialisable."""

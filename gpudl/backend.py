@@ -68,6 +68,17 @@ def _import_cupy():
     return cupy
 
 
+def import_nccl():
+    """CuPy's NCCL bindings (``cupy.cuda.nccl``), for the data-parallel NCCL communicator."""
+    _import_cupy()
+    try:
+        import cupy.cuda.nccl as nccl  # noqa: PLC0415  (only here, beside the cupy import)
+    except ImportError as exc:
+        raise BackendUnavailableError(f"distributed backend 'nccl': CuPy's NCCL bindings are unavailable "
+                                      f"({exc}); install NCCL for CuPy (pip install nvidia-nccl-cu12)") from None
+    return nccl
+
+
 def cupy_available() -> bool:
     """True when CuPy imports and sees a GPU (never raises)."""
     try:

@@ -192,8 +192,16 @@ def _improved(mode, min_delta, value, reference):
     return value - min_delta > reference
 
 
+def _writes() -> bool:
+    """False on a rank > 0 of a distributed fit: messages and files are rank 0's alone (every
+    rank still makes the same decisions, from the same logs)."""
+    from . import distributed
+    return distributed.is_writer()
+
+
 def _say(msg):
-    print(msg, file=sys.stderr)
+    if _writes():
+        print(msg, file=sys.stderr)
 
 
 class EarlyStopping(Callback):
@@ -302,7 +310,7 @@ class ModelCheckpoint(Callback):
         # (a device scalar on the GPU) is read only on the batches that save
         loss = (logs or {}).get("loss")
         if self.save_freq != "epoch" and (batch + 1) % self.save_freq == 0 and loss is not None \
-                and math.isfinite(float(loss)):
+                and math.isfinite(float(loss)) and _writes():
             self.model.save(self.path, _checkpoint={"monitor": self.monitor, "best": self.best})
 
     def on_epoch_end(self, epoch, logs=None):
@@ -319,7 +327,8 @@ class ModelCheckpoint(Callback):
             value = _as_float(logs[self.monitor])
             if value is not None and math.isfinite(value) and self._better(value):
                 self.best = value
-        self.model.save(self.path, _checkpoint={"monitor": self.monitor, "best": self.best})
+        if _writes():
+            self.model.save(self.path, _checkpoint={"monitor": self.monitor, "best": self.best})
         if self.verbose:
             _say(f"ModelCheckpoint: saved {self.path} after epoch {epoch + 1}")
 
@@ -499,6 +508,8 @@ class CSVLogger(Callback):
     def on_train_begin(self, logs=None):
         self.keys, self._fieldnames, self._warned = None, None, set()
         self._content = ""
+        if not _writes():
+            return
         folder, base = os.path.split(os.path.abspath(self.filename))
         _remove_stale_temps(folder, base)  # left by a writer killed between open and replace
         if self.append and os.path.exists(self.filename):
@@ -514,6 +525,8 @@ class CSVLogger(Callback):
             self._write("")  # Keras opens the file with mode "w" here
 
     def on_epoch_end(self, epoch, logs=None):
+        if not _writes():
+            return
         logs = logs or {}
         buf = io.StringIO()
         w = self._writer(buf)

@@ -68,11 +68,27 @@ def cmd_hello(args):
     return 0
 
 
+def _say_root(args):
+    """print on rank 0 only in a distributed run (every rank trains; one speaks)."""
+    if not getattr(args, "distributed", False):
+        return print
+    from . import distributed
+    return print if distributed.rank() == 0 else (lambda *a, **k: None)
+
+
 def cmd_train(args):
     import gpudl
     from . import optimizers
     from .recipes import hello_mlp, load_dataset, mnist_cnn, rnn_rows
-    _set_backend(args.backend)
+    chosen = backend.set_backend(args.backend)
+    if args.distributed:
+        from . import distributed
+        # before any array is made: a GPU rank selects its device by local rank here
+        distributed.init("nccl" if chosen == "cupy" else "auto")
+    say = _say_root(args)
+    say(f"backend: {backend.describe()}")
+    if args.distributed:
+        say(f"distributed: {distributed.size()} ranks ({distributed.world().name})")
     gpudl.set_seed(args.seed)
     layout = {"mlp": "flat", "cnn": "image", "rnn": "rows"}[args.model]
     (xtr, ytr), (xte, yte) = load_dataset(args.dataset, layout, limit=args.limit, data_dir=args.data_dir)
@@ -84,12 +100,14 @@ def cmd_train(args):
         model = rnn_rows(args.cell or "lstm", rows=xtr.shape[1], cols=xtr.shape[2])
     model.compile(optimizers.Adam(learning_rate=args.lr), "categorical_crossentropy", ["accuracy"])
     if args.verbose:
-        model.summary()
+        model.summary(print_fn=say)
     t0 = time.perf_counter()
     history = model.fit(xtr, ytr, batch_size=args.batch_size, epochs=args.epochs,
-                        validation_data=(xte, yte), verbose=args.verbose)
+                        validation_data=(xte, yte), verbose=args.verbose, distributed=args.distributed)
     elapsed = time.perf_counter() - t0
     res = model.evaluate(xte, yte, return_dict=True)
+    if args.distributed and distributed.rank() != 0:
+        return 0  # rank 0 reports and writes; the others trained the same weights
     print(f"{args.model} on {args.dataset}: {args.epochs} epochs in {elapsed:.1f} s "
           f"({elapsed / args.epochs:.2f} s/epoch); test loss {res['loss']:.4f}, "
           f"test accuracy {res['accuracy']:.4f}")
@@ -148,6 +166,9 @@ def build_parser():
     t.add_argument("--plot", default=None, help="draw loss and accuracy curves into this PNG")
     t.add_argument("--save", default=None, help="write the trained model here")
     t.add_argument("--verbose", type=int, default=2, choices=[0, 1, 2])
+    t.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the ranks of an MPI launch (mpiexec -n N gpudl train ...); "
+                        "--batch-size is then the global batch")
     t.set_defaults(func=cmd_train)
 
     b = sub.add_parser("bench", help="benchmark gpudl against its peers on this machine")

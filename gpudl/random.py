@@ -54,5 +54,75 @@ def mask_key() -> int:
 
     One small host draw per call and no device state: the mask is a pure function of this
     key and each element's index, so a checkpoint's generator state is all that resume needs.
+    Inside :class:`training_step` no draw: the step's key hashed with the mask's number.
     """
+    if _step is not None:  # inside a training step: the step's key and the mask's place in it
+        _step.draws += 1
+        return counter_key(_step.key, _step.draws - 1)
     return int(_rng.integers(0, 2**64, dtype=np.uint64))
+
+
+# ---- counter-based keys within a training step ---------------------------------------------
+# fit() runs each step inside training_step(): the step draws one key from the shared
+# generator (one draw whatever the batch holds, so data-parallel ranks, even one whose share
+# of the batch is empty, stay in step), and every mask key of the step is a hash of that key
+# and the mask's place in the step. ``sample_offset`` is where this process's rows start in
+# the global batch: masks and augmentation are drawn per global sample, so a sample gets the
+# same mask whichever rank holds it.
+
+_M64 = (1 << 64) - 1
+_GAMMA = 0x9E3779B97F4A7C15
+
+
+def counter_key(key: int, counter: int) -> int:
+    """Output number ``counter`` of SplitMix64 seeded with ``key`` (the masks' own generator,
+    as ``gpudl.functional.dropout.splitmix64`` computes it vectorised)."""
+    z = (int(key) + (int(counter) + 1) * _GAMMA) & _M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return z ^ (z >> 31)
+
+
+class _Step:
+    def __init__(self, key, index, sample_offset):
+        self.key, self.index, self.sample_offset = key, index, sample_offset
+        self.draws = 0
+        self.seeded = {}
+
+
+_step = None
+
+
+class training_step:
+    """Context of one training step: ``mask_key()`` derives keys from ``key`` (drawn once from
+    the shared generator when None), seeded layers key on (seed, ``index``, their call within
+    the step), and ``sample_offset()`` is ``sample_offset``."""
+
+    def __init__(self, index: int, sample_offset: int = 0, key: int | None = None):
+        self.state = _Step(int(_rng.integers(0, 2**64, dtype=np.uint64)) if key is None else int(key),
+                           int(index), int(sample_offset))
+
+    def __enter__(self):
+        global _step
+        self._outer, _step = _step, self.state
+        return self.state
+
+    def __exit__(self, *exc):
+        global _step
+        _step = self._outer
+        return False
+
+
+def sample_offset() -> int:
+    """The index in the global batch of this process's first sample (0 outside a step)."""
+    return 0 if _step is None else _step.sample_offset
+
+
+def seeded_key(layer, seed: int):
+    """A seeded layer's mask key inside a training step, from (seed, step index, the layer's
+    call within the step); None outside a step (the layer then walks its own stream)."""
+    if _step is None:
+        return None
+    n = _step.seeded.get(id(layer), 0)
+    _step.seeded[id(layer)] = n + 1
+    return counter_key(counter_key(seed, _step.index), n)

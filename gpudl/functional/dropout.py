@@ -260,11 +260,23 @@ def _resolve_noise_shape(noise_shape, shape):
     return tuple(int(s) if n is None else int(n) for n, s in zip(items, shape))
 
 
-def dropout(x, rate, training=True, sample_offset=0, noise_shape=None, key=None):
+class _StepOffset:
+    """The default of ``dropout(sample_offset=)``: the training step's offset."""
+
+    def __repr__(self):
+        return "<the training step's sample offset>"
+
+
+STEP_OFFSET = _StepOffset()
+
+
+def dropout(x, rate, training=True, sample_offset=STEP_OFFSET, noise_shape=None, key=None):
     """Drop a fraction ``rate`` of the activations while training; identity otherwise.
 
     ``sample_offset``: the index, in a larger (global) batch, of ``x``'s first sample (axis 0):
-    the mask is then that batch's mask for these samples, as a data-parallel rank needs.
+    the mask is then that batch's mask for these samples, as a data-parallel rank needs. By
+    default the training step's offset (``gpudl.random.sample_offset()``: the rank's first
+    global sample inside ``fit``, else 0).
 
     ``noise_shape`` (Keras): the keep mask's shape, one entry per axis of x including the
     batch axis, each None (x's size), x's size, or 1 (one mask entry shared along that axis),
@@ -279,6 +291,8 @@ def dropout(x, rate, training=True, sample_offset=0, noise_shape=None, key=None)
     require_float(x, "dropout")
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
         raise ValueError(f"dropout expected a rate in [0, 1), got {rate!r}")
+    if sample_offset is STEP_OFFSET:
+        sample_offset = grandom.sample_offset()
     sample_offset = _check_sample_offset(sample_offset)
     key = _check_key(key)
     x = as_tensor(x)

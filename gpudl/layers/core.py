@@ -8,7 +8,8 @@ import numpy as np
 from .. import activations
 from .. import functional as F
 from .. import initializers, regularizers
-from ..functional.dropout import splitmix64
+from .. import random as grandom
+from ..functional.dropout import STEP_OFFSET, splitmix64
 from .base import InputSpec, Layer, renamed_arg
 
 __all__ = ["Dense", "Dropout", "Flatten"]
@@ -142,7 +143,8 @@ class Dropout(Layer):
     (``gpudl.set_seed``), as ``F.dropout`` draws them.
 
     ``layer(x, sample_offset=k)``: x holds samples k, k+1, ... of a larger batch (a
-    data-parallel rank's share), and gets that batch's mask for them (see F.dropout).
+    data-parallel rank's share), and gets that batch's mask for them (see F.dropout); by
+    default the training step's offset (``fit`` sets each rank's).
     """
 
     supports_masking = True  # passes the input's mask on (Keras)
@@ -166,15 +168,20 @@ class Dropout(Layer):
         self._draws += 1
         return key
 
-    def forward(self, x, sample_offset=0):
+    def forward(self, x, sample_offset=None):
         if self.noise_shape is not None and len(self.noise_shape) != x.ndim:
             raise ValueError(f"{self.describe()} expected noise_shape with one entry per input axis "
                              f"({x.ndim}), got noise_shape {self.noise_shape} for input shape {x.shape}")
         key = None
         if self.seed is not None and self.training and self.rate > 0.0:
-            key = self._next_key()
+            # inside fit's step: keyed on (seed, step, call), so ranks stay in step even when
+            # one holds no sample of the batch (and so never calls the layer)
+            key = grandom.seeded_key(self, self.seed)
+            if key is None:
+                key = self._next_key()
         try:
-            return F.dropout(x, self.rate, training=self.training, sample_offset=sample_offset,
+            offset = STEP_OFFSET if sample_offset is None else sample_offset
+            return F.dropout(x, self.rate, training=self.training, sample_offset=offset,
                              noise_shape=self.noise_shape, key=key)
         except ValueError as exc:
             if "noise_shape" in str(exc):

@@ -33,6 +33,7 @@ Keras' masks, dropout and statefulness, on every layer:
 from __future__ import annotations
 
 import inspect
+import math
 
 import numpy as np
 
@@ -219,9 +220,12 @@ class _Recurrent(Layer):
 
     def _dropout_mask(self, rate, shape, like):
         """A kept-and-scaled mask (0 or 1/(1 - rate)) of ``shape`` in like's dtype, drawn
-        as F.dropout draws: one key from gpudl.random.mask_key, counters from 0."""
+        as F.dropout draws: one key from gpudl.random.mask_key, counters from the training
+        step's sample offset (rows = samples: a data-parallel rank draws its rows of the
+        global batch's mask)."""
         xp = _xp_of(like)
-        keep = keep_mask(shape, grandom.mask_key(), rate, 0, xp).astype(like.dtype)
+        base = grandom.sample_offset() * math.prod(shape[1:])
+        keep = keep_mask(shape, grandom.mask_key(), rate, base, xp).astype(like.dtype)
         keep *= dropout_scale(rate, like.dtype)
         return keep
 

@@ -108,6 +108,8 @@ class ArrayAdapter:
         self.shuffle = shuffle
         self.steps = math.ceil(self.n / batch_size)
         self._order = None
+        # (rank, size) in a data-parallel fit: get(b) gives that rank's share of batch b
+        self.part = None
 
     def begin_epoch(self, rng) -> None:
         perm = rng.permutation(self.n) if self.shuffle else None
@@ -124,8 +126,16 @@ class ArrayAdapter:
         idx = self._order[lo:hi]
         return map_leaves(lambda v: v[idx], a)
 
+    def batch_len(self, b) -> int:
+        """Samples in (global) batch ``b``."""
+        return min((b + 1) * self.batch_size, self.n) - b * self.batch_size
+
     def get(self, b):
         lo, hi = b * self.batch_size, min((b + 1) * self.batch_size, self.n)
+        if self.part is not None:
+            from ..distributed.reduce import share
+            plo, phi = share(hi - lo, *self.part)
+            lo, hi = lo + plo, lo + phi
         return self._take(self.x, lo, hi), self._take(self.y, lo, hi), self._take(self.sw, lo, hi)
 
     def end_epoch(self) -> None:

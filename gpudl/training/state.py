@@ -26,6 +26,9 @@ class TrainingState:
     and ``checkpoint``: the file a model was loaded from and the checkpoint record in it (a
     ModelCheckpoint writing to the same path keeps comparing against its saved best).
     ``pending_rng_state``: the generator state a loaded model's next ``fit`` continues from.
+    ``world_size`` and ``global_batch_size``: the ranks of the fit and its (global) batch
+    size, saved beside the position (``batch`` counts global batches): a data-parallel run
+    resumes on any number of ranks, with the same batch size mid-epoch.
     """
 
     def __init__(self):
@@ -36,6 +39,11 @@ class TrainingState:
         self.resumed_from = None
         self.checkpoint = None
         self.saved_rng_state = None  # the generator state a loaded file was saved with
+        # the world a fit runs in (ranks, global batch size) and what a loaded file recorded
+        self.world_size = 1
+        self.global_batch_size = None
+        self.saved_world_size = None
+        self.saved_global_batch_size = None
 
     def begin_epoch(self, epoch: int, rng_state) -> None:
         self.epoch, self.batch, self.epoch_rng_state = epoch, 0, rng_state
@@ -45,7 +53,10 @@ class TrainingState:
 
     def state_dict(self) -> dict:
         """JSON-serialisable: the position, the generator's state now, and the epoch's start."""
-        d = {"epoch": int(self.epoch), "batch": int(self.batch), "rng_state": _jsonable(grandom.get_state())}
+        d = {"epoch": int(self.epoch), "batch": int(self.batch), "rng_state": _jsonable(grandom.get_state()),
+             "world_size": int(self.world_size)}
+        if self.global_batch_size is not None:
+            d["global_batch_size"] = int(self.global_batch_size)  # what ``batch`` counts in
         if self.batch:
             d["epoch_rng_state"] = _jsonable(self.epoch_rng_state)
         return d
@@ -61,5 +72,7 @@ class TrainingState:
         # jumps to rng_state; at a boundary the next epoch simply continues the saved stream
         self.pending_rng_state = None if self.batch else d.get("rng_state")
         self.saved_rng_state = d.get("rng_state")
+        self.saved_world_size = d.get("world_size")
+        self.saved_global_batch_size = d.get("global_batch_size")
         self.resumed_from = None if path is None else str(path)
         self.checkpoint = checkpoint

@@ -20,7 +20,8 @@ from ..autograd import Tensor, no_grad
 from ..callbacks import CallbackList, History, TerminateOnNaN
 from ..layers.base import renamed_arg
 from . import compile_utils
-from .epoch_iterator import ArrayAdapter, EpochIterator, as_array, check_batch, get_adapter, unpack
+from .epoch_iterator import (ArrayAdapter, EpochIterator, IterableAdapter, as_array, check_batch, get_adapter,
+                             unpack)
 from .progbar import ProgbarLogger, _fmt
 from .state import TrainingState
 from .structure import first, leaves, map_leaves, standardize
@@ -62,6 +63,19 @@ class _Sums:
         if cl is not None and cl.multi and cl.parts is not None:
             vals = [p.data.astype(np.float64) * m for p in cl.parts]
             self.parts = vals if self.parts is None else [a + b for a, b in zip(self.parts, vals)]
+
+    def allreduce(self, comm):
+        """Sum the loss sums, counts and metric states over the ranks (once an epoch), in
+        rank order on every rank: every rank then logs the same numbers."""
+        if comm is None or comm.size == 1:
+            return
+        from ..distributed import allreduce_metrics
+        from ..distributed.reduce import combine_states
+        local = {"loss": float(self.loss), "count": int(self.count),
+                 "parts": None if self.parts is None else [float(v) for v in self.parts]}
+        total = combine_states(comm.allgather_object(local))
+        self.loss, self.count, self.parts = total["loss"], total["count"], total["parts"]
+        allreduce_metrics(self.metrics.metrics, comm)
 
     def logs(self):
         """Floats: the one read of the device per epoch."""
@@ -114,7 +128,11 @@ class Trainer:
         """``loss`` and ``metrics`` for a model of several outputs: one for all, a list in
         output order or a dict by output name (metrics also a list of lists); ``loss_weights``
         likewise weights each output's loss in the total (Keras' compile)."""
-        self.optimizer = optim.get(optimizer)
+        from ..distributed.optimizer import DistributedOptimizer
+        # a DistributedOptimizer makes fit distributed by default; the model keeps (and saves)
+        # the optimizer inside it, and fit does the allreduce
+        self._distributed_default = isinstance(optimizer, DistributedOptimizer)
+        self.optimizer = optimizer.optimizer if self._distributed_default else optim.get(optimizer)
         self.compiled_loss = compile_utils.CompiledLoss(loss, self.output_names, loss_weights)
         self.compiled_metrics = compile_utils.CompiledMetrics(metrics, self.compiled_loss)
         if not self.built and self.input_shape is not None:
@@ -354,18 +372,37 @@ class Trainer:
     def fit(self, x=None, y=None, batch_size=None, epochs=None, verbose=1, callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
             sample_weight=None, initial_epoch=None, steps_per_epoch=None, validation_steps=None,
-            validation_batch_size=None, seed=None, augment=None, resume_from=None, *, nb_epoch=None):
+            validation_batch_size=None, seed=None, augment=None, resume_from=None, distributed=None, *,
+            nb_epoch=None):
         """Mini-batch training with a fresh shuffle every epoch; returns a History.
 
-        ``epochs`` defaults to 1; ``nb_epoch=`` is its Keras 1 name (a DeprecationWarning)."""
+        ``epochs`` defaults to 1; ``nb_epoch=`` is its Keras 1 name (a DeprecationWarning).
+
+        ``distributed=True``: data-parallel over ``gpudl.distributed.world()`` (a world of one
+        without a launcher, where it trains exactly as ``fit`` does). ``batch_size`` is the
+        global batch: every rank walks the same shuffle and takes its share of each batch,
+        the gradients are summed in one allreduce per step, the logs over all ranks; only
+        rank 0 prints and writes files. None: True when compiled with a DistributedOptimizer.
+        """
         epochs = renamed_arg("fit", "nb_epoch", nb_epoch, "epochs", epochs, epochs is not None)
         if epochs is None:
             epochs = 1
         self._require_compiled("fit")
+        comm = self._fit_world(distributed)
         plan = _FitPlan(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
                         validation_data, shuffle, class_weight, sample_weight, steps_per_epoch,
-                        validation_steps, validation_batch_size, augment)
+                        validation_steps, validation_batch_size, augment, comm)
         start_batch, epoch0 = self._start_position(resume_from, seed, initial_epoch)
+        self._check_resume_batch(start_batch, plan)
+        if comm is not None:
+            self._sync_start(comm)
+            if comm.rank != 0:
+                verbose = 0
+        from .. import distributed as dist
+        was_writer = dist._set_writer(comm is None or comm.rank == 0)
+        st = self.training_state
+        st.world_size = 1 if comm is None else comm.size
+        st.global_batch_size = plan.batch_size if plan.samples is not None else None
         history = History()
         # History and the progress bar last, as in Keras: they see what other callbacks added
         cbl = CallbackList(plan.callbacks + [history, ProgbarLogger(verbose)], self)
@@ -390,7 +427,41 @@ class Trainer:
             self._plan = None  # drops the references to this fit's (device) data
             self.__dict__.pop("_class_table", None)
             self.training_state.resumed_from = self.training_state.checkpoint = None
+            dist._set_writer(was_writer)
         return history
+
+    def _fit_world(self, distributed):
+        """The communicator of a distributed fit, or None."""
+        if distributed is None:
+            distributed = self.__dict__.get("_distributed_default", False)
+        if not isinstance(distributed, (bool, np.bool_)):
+            raise TypeError(f"fit: distributed expected True, False or None, got {distributed!r}")
+        if not distributed:
+            return None
+        from ..distributed import world
+        return world()
+
+    def _sync_start(self, comm):
+        """Rank 0's weights (moving statistics included) and generator state everywhere: the
+        ranks start identical and draw the same shuffles, mask keys and augmentations."""
+        if comm.size == 1:
+            return
+        if not self.built:
+            raise ValueError(f"fit(distributed=True): {self.describe()} is not built, so its ranks would "
+                             "each make their own initial weights; give it an input shape (input_shape= "
+                             "or model.build(shape)) before a distributed fit on this data")
+        from ..distributed import broadcast_parameters
+        broadcast_parameters(self, 0, comm)
+        grandom.set_state(comm.bcast_object(grandom.get_state(), 0))
+
+    def _check_resume_batch(self, start_batch, plan):
+        """A mid-epoch position counts global batches: it only means the same samples with the
+        batch size it was saved with."""
+        saved = self.training_state.saved_global_batch_size
+        if start_batch and saved is not None and plan.samples is not None and saved != plan.batch_size:
+            raise ValueError(f"fit: the checkpoint stopped after batch {start_batch} of an epoch with a "
+                             f"global batch_size of {saved}; resume it with batch_size={saved}, got "
+                             f"{plan.batch_size}")
 
     def _start_position(self, resume_from, seed, initial_epoch):
         """(batch to start at, first epoch), after restoring a checkpoint or seeding."""
@@ -408,7 +479,8 @@ class Trainer:
                                          other.optimizer.iterations)
             ost = other.training_state
             st.load_state_dict({"epoch": ost.epoch, "batch": ost.batch, "rng_state": ost.saved_rng_state,
-                                "epoch_rng_state": ost.epoch_rng_state}, path=resume_from,
+                                "epoch_rng_state": ost.epoch_rng_state, "world_size": ost.saved_world_size,
+                                "global_batch_size": ost.saved_global_batch_size}, path=resume_from,
                                checkpoint=ost.checkpoint)
             if st.batch:
                 grandom.set_state(st.epoch_rng_state)  # regenerates that epoch's shuffle
@@ -437,35 +509,110 @@ class Trainer:
         ran = False
         for b, batch in plan.iterator.batches(start_batch):
             ran = True
-            cbl.on_train_batch_begin(b, {})
-            xb, yb, swb = self._batch_to_model(batch, plan.checked, b, finite=not plan.check_finite)
-            if plan.augment is not None:
-                xb = self._to_model(map_leaves(lambda a: plan.augment(backend.to_numpy(a), grandom.get_rng()), xb),
-                                    cast=True)
-            swb = self._class_weights(yb, swb, plan.class_weight)
-            st.batch = b + 1
-            loss, y_pred, value = self.train_step((xb, yb, swb), plan.check_finite)
-            m = len(first(xb))
-            sums.add_loss(loss, m)
-            if value is None or math.isfinite(value):
-                self.compiled_metrics.update(yb, y_pred, swb)
-            # batch logs: the device scalar on the GPU unless it was read anyway (TerminateOnNaN)
-            batch_loss = value if value is not None else (loss if backend.is_cupy_array(loss) else float(loss))
-            cbl.on_train_batch_end(b, {"loss": batch_loss, "epoch": epoch, "size": m})
-            if self.stop_training and not math.isfinite(value if value is not None else float(loss)):
+            if not self._fit_batch(plan, cbl, epoch, b, batch):
                 return None
         exhausted = getattr(plan.iterator.adapter, "exhausted", False)
         if not ran or exhausted and sums.count == 0:
             return None
         plan.iterator.end()
+        sums.allreduce(plan.comm)
         logs = sums.logs()
+        self._average_statistics(plan.comm)
         st.end_epoch(epoch)
         if plan.validation is not None:
-            val = self._evaluate_logs(plan.validation, plan.validation_batch_size, plan.validation_steps)
+            val = self._evaluate_logs(plan.validation, plan.validation_batch_size, plan.validation_steps,
+                                      comm=plan.comm)
             logs.update({f"val_{k}": v for k, v in val.items()})
         if exhausted:
             self.stop_training = True
         return logs
+
+    def _fit_batch(self, plan, cbl, epoch, b, batch) -> bool:
+        """One training batch: this rank's share, augmented, one step, the sums and the batch
+        logs. False when a non-finite loss stopped training (TerminateOnNaN)."""
+        st, sums = self.training_state, plan.sums
+        cbl.on_train_batch_begin(b, {})
+        xb, yb, swb = self._batch_to_model(batch, plan.checked, b, finite=not plan.check_finite)
+        if plan.augment is not None and not plan.augment_share:
+            xb = self._augment(plan, xb, 0)  # a callable without sample_offset: the whole batch
+        (xb, yb, swb), offset, n_global = plan.share(b, xb, yb, swb)
+        if plan.augment is not None and plan.augment_share:
+            xb = self._augment(plan, xb, offset)
+        swb = self._class_weights(yb, swb, plan.class_weight)
+        st.batch = b + 1
+        m = len(first(xb))
+        # one key per step from the shared generator: masks are keyed on it and on each
+        # sample's place in the global batch (see gpudl.random.training_step)
+        with grandom.training_step(self.optimizer.iterations, offset):
+            if plan.reducer is None:
+                loss, y_pred, value = self.train_step((xb, yb, swb), plan.check_finite)
+                batch_loss = loss
+            else:
+                loss, y_pred, value, batch_loss = self._dp_train_step(
+                    plan, (xb, yb, swb), m / n_global, plan.check_finite)
+        if m:
+            sums.add_loss(loss, m)
+            if value is None or math.isfinite(value):
+                self.compiled_metrics.update(yb, y_pred, swb)
+        # batch logs: the device scalar on the GPU unless it was read anyway (TerminateOnNaN);
+        # in a distributed fit the loss of the global batch, the same on every rank
+        if value is None:
+            value_or_loss = batch_loss if backend.is_cupy_array(batch_loss) else float(batch_loss)
+        else:
+            value_or_loss = value
+        cbl.on_train_batch_end(b, {"loss": value_or_loss, "epoch": epoch, "size": n_global})
+        return not (self.stop_training and not math.isfinite(value if value is not None else float(batch_loss)))
+
+    def _augment(self, plan, x, offset):
+        """``plan.augment`` on this rank's rows: told their offset in the global batch when it
+        takes ``sample_offset`` (then its draws are per global sample)."""
+        rng = grandom.get_rng()
+        if plan.augment_offset:
+            fn = lambda a: plan.augment(backend.to_numpy(a), rng, sample_offset=offset)  # noqa: E731
+        else:
+            fn = lambda a: plan.augment(backend.to_numpy(a), rng)  # noqa: E731
+        return self._to_model(map_leaves(fn, x), cast=True)
+
+    def _dp_train_step(self, plan, data, weight, check_finite=False):
+        """One data-parallel update: this rank's share of the global batch forward and back
+        (nothing when its share is empty), the gradients and the loss, weighted by the share
+        ``weight``, summed over the ranks in one allreduce, then the update on every rank.
+
+        Returns ``(local loss or None, y_pred, value, global batch loss)``; ``value`` the
+        global loss's float when ``check_finite`` asks (a non-finite one skips the update on
+        every rank alike)."""
+        x, y, sw = unpack(data)
+        self.train(True)
+        params = self.trainable_params()
+        for p in params:
+            p.grad = None
+        loss = y_pred = None
+        if weight > 0:
+            total, y_pred = self._forward_loss(_wrap(x), y, sw, training=True)
+            total.backward()
+            loss = total.data
+        grads, (global_loss,) = plan.reducer.reduce(params, [p.grad for p in params], weight,
+                                                   extras=[0.0 if loss is None else loss])
+        for p in params:
+            p.grad = None  # the buffer's views stay the reducer's
+        value = None
+        if check_finite:
+            value = float(global_loss)
+            if not math.isfinite(value):
+                return loss, y_pred, value, global_loss
+        if any(g is not None for g in grads):
+            self.optimizer._apply(params, grads, "step")
+        return loss, y_pred, value, global_loss
+
+    def _average_statistics(self, comm):
+        """Moving statistics (BatchNormalization's) are each rank's own during the epoch; their
+        mean over the ranks at its end keeps the ranks identical for validation and saving."""
+        if comm is None or comm.size == 1:
+            return
+        stats = [p.data for p in self.params() if getattr(p, "trainable", True) is False]
+        if stats:
+            from ..distributed.reduce import average_arrays
+            average_arrays(comm, stats)
 
     # ---- evaluate / predict -------------------------------------------------------------
     def _eval_iterator(self, x, y, sample_weight, batch_size, steps, what):
@@ -478,8 +625,10 @@ class Trainer:
                 adapter.steps = min(adapter.steps, int(steps))
         return EpochIterator(adapter)
 
-    def _evaluate_logs(self, data, batch_size, steps=None):
-        """{"loss": ..., metric: ...} over ``data``: an EpochIterator, or (x, y[, sw])."""
+    def _evaluate_logs(self, data, batch_size, steps=None, comm=None):
+        """{"loss": ..., metric: ...} over ``data``: an EpochIterator, or (x, y[, sw]). With a
+        communicator of several ranks each evaluates its share of every batch and the sums
+        are added over the ranks."""
         owned = not isinstance(data, EpochIterator)
         it = self._eval_iterator(*unpack(data), batch_size, steps, "evaluate") if owned else data
         training = self.training
@@ -490,6 +639,10 @@ class Trainer:
             it.begin(grandom.get_rng())
             for b, batch in it.batches():
                 xb, yb, swb = self._batch_to_model(batch, it.adapter.checked, b, finite=True)
+                if comm is not None and comm.size > 1:
+                    (xb, yb, swb), _, _ = _take_share(it.adapter, comm, b, xb, yb, swb)
+                if len(first(xb)) == 0:
+                    continue
                 loss, y_pred = self.test_step((xb, yb, swb))
                 sums.add_loss(loss, len(first(xb)))
                 self.compiled_metrics.update(yb, y_pred, swb)
@@ -497,6 +650,7 @@ class Trainer:
             self.train(training)
             if owned:
                 it.close()
+        sums.allreduce(comm)
         if sums.count == 0:
             raise ValueError("evaluate: the data gave no batch")
         return sums.logs()
@@ -611,7 +765,8 @@ class _FitPlan:
 
     def __init__(self, model, x, y, batch_size, epochs, verbose, callbacks, validation_split,
                  validation_data, shuffle, class_weight, sample_weight, steps_per_epoch,
-                 validation_steps, validation_batch_size, augment):
+                 validation_steps, validation_batch_size, augment, comm=None):
+        self.comm = comm
         self.batch_size = 32 if batch_size is None else _positive_int("fit: batch_size", batch_size)
         self.epochs = _positive_int("fit: epochs", epochs)
         if steps_per_epoch is not None:
@@ -681,4 +836,55 @@ class _FitPlan:
         self.checked = adapter.checked
         self.iterator = EpochIterator(adapter)
         self.sums = _Sums(model.compiled_metrics, model.compiled_loss)
+        self._plan_distributed(model, adapter, augment, comm)
         model._plan = self
+
+    def _plan_distributed(self, model, adapter, augment, comm):
+        """How each rank takes its share of a batch, and the gradient reducer (None: plain fit)."""
+        from ..distributed.reduce import GradientReducer
+        many = comm is not None and comm.size > 1
+        if many and isinstance(adapter, IterableAdapter):
+            raise ValueError("fit(distributed=True): a generator or iterable gives each rank its own "
+                             "batches, which need not agree; pass arrays or a gpudl.data.Dataset "
+                             "(every rank reads the same global batch and takes its share)")
+        # an augmentation told each share's offset draws per global sample; one that is not
+        # told runs on the whole global batch on every rank (the same draws), then is shared
+        self.augment_offset = augment is not None and _takes_sample_offset(augment)
+        self.augment_share = augment is not None and (self.augment_offset or not many)
+        if many and isinstance(adapter, ArrayAdapter) and not (augment is not None and not self.augment_share):
+            adapter.part = (comm.rank, comm.size)  # read only this rank's rows of each batch
+        if many and self.validation is not None and isinstance(self.validation.adapter, ArrayAdapter):
+            self.validation.adapter.part = (comm.rank, comm.size)
+        self.reducer = None if comm is None else GradientReducer(comm)
+
+    def share(self, b, x, y, sw):
+        """(this rank's (x, y, sw), its offset in global batch ``b``, the global batch's size)."""
+        if self.comm is None or self.comm.size == 1:
+            return (x, y, sw), 0, len(first(x))
+        return _take_share(self.iterator.adapter, self.comm, b, x, y, sw)
+
+
+def _takes_sample_offset(fn) -> bool:
+    """Whether a callable accepts ``sample_offset=`` (RandomShiftRotate does)."""
+    import inspect
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return "sample_offset" in params
+
+
+def _take_share(adapter, comm, b, x, y, sw):
+    """This rank's rows of global batch ``b`` (already cut by an ArrayAdapter reading its part),
+    their offset in the batch and the batch's size."""
+    from ..distributed.reduce import share
+    if getattr(adapter, "part", None) is not None:
+        n = adapter.batch_len(b)
+        lo, _ = share(n, comm.rank, comm.size)
+        return (x, y, sw), lo, n
+    n = len(first(x))
+    lo, hi = share(n, comm.rank, comm.size)
+
+    def cut(a):
+        return None if a is None else map_leaves(lambda v: v[lo:hi], a)
+    return (cut(x), cut(y), cut(sw)), lo, n
