@@ -130,7 +130,7 @@ def cmd_bench(args):
 def cmd_demo(args):
     from . import demos
     _set_backend(args.backend)
-    return demos.run(args.name)
+    return demos.run(args.name, args.options)
 
 
 def build_parser():
@@ -179,6 +179,8 @@ def build_parser():
     d = sub.add_parser("demo", help="the tutorial's comparisons (square error vs cross entropy, ...)")
     common(d)
     d.add_argument("name", help="a demo name, or 'all' / 'list'")
+    d.add_argument("options", nargs=argparse.REMAINDER,
+                   help="the demo's own options (gpudl demo NAME --help lists them)")
     d.set_defaults(func=cmd_demo)
     return p
 

@@ -16,10 +16,10 @@ from . import backend
 from .callbacks import Callback
 
 __all__ = ["import_torch", "torch_device", "torch_twin", "copy_twin_weights", "TorchTrainer", "EpochTimer", "fit_beside", "example_parser",
-           "parse_example_args", "TWINS"]
+           "parse_example_args", "TWINS", "TorchVAETrainer"]
 
 #: recipes with a PyTorch twin (gpudl.recipes names)
-TWINS = ("hello_mlp", "mnist_cnn", "rnn_rows")
+TWINS = ("hello_mlp", "mnist_cnn", "rnn_rows", "vae")
 
 #: gpudl.recipes.RNN_CELLS' cells, as PyTorch's modules (PyTorch's GRU is gpudl's reset_after GRU)
 TORCH_CELLS = {"lstm": "LSTM", "gru": "GRU", "simple": "RNN"}
@@ -90,6 +90,29 @@ def _rnn_rows(torch, cell="lstm", rows=28, cols=28, units=128, classes=10):
     return RowReader()
 
 
+def _vae(torch, latent_dim=20, input_dim=784, hidden=400, name=None):
+    """PyTorch's examples/vae model: fc1 (ReLU) -> fc21 (mean), fc22 (log-variance); z by the
+    reparameterisation (sampled in train and eval mode alike); fc3 (ReLU) -> fc4 sigmoid.
+    ``forward`` returns (reconstruction, mean, log_var)."""
+    nn = torch.nn
+
+    class VAE(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1 = nn.Linear(input_dim, hidden)
+            self.fc21 = nn.Linear(hidden, latent_dim)
+            self.fc22 = nn.Linear(hidden, latent_dim)
+            self.fc3 = nn.Linear(latent_dim, hidden)
+            self.fc4 = nn.Linear(hidden, input_dim)
+
+        def forward(self, x):
+            h = torch.relu(self.fc1(x))
+            mu, logvar = self.fc21(h), self.fc22(h)
+            z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+            return torch.sigmoid(self.fc4(torch.relu(self.fc3(z)))), mu, logvar
+    return VAE()
+
+
 def _twin_arrays(module):
     """A torch module's parameters in gpudl's layout and order (Linear's weight transposed to
     (in, out); BatchNorm's running statistics after gamma and beta)."""
@@ -112,7 +135,7 @@ def copy_twin_weights(twin, model) -> None:
     same recipe: Linear, Conv and BatchNorm modules in the same order as gpudl's layers with
     parameters), so the two runs differ only in their random draws (shuffle, dropout)."""
     theirs = [a for m in twin.modules() if (a := _twin_arrays(m)) is not None]
-    ours = [layer for layer in model.layers if layer.params()]
+    ours = _weighted_layers(model)
     if len(theirs) != len(ours):
         raise ValueError(f"copy_twin_weights: the twin has {len(theirs)} layers with weights, the gpudl "
                          f"model {len(ours)}: expected the same recipe")
@@ -122,6 +145,18 @@ def copy_twin_weights(twin, model) -> None:
             raise ValueError(f"copy_twin_weights: {layer.describe()} expected weights of shapes {shapes}, "
                              f"the twin has {[a.shape for a in arrays]}")
         layer.set_weights(arrays)
+
+
+def _weighted_layers(model):
+    """The layers with parameters, in order, looking inside nested models (a VAE's encoder
+    and decoder)."""
+    out = []
+    for layer in model.layers:
+        if getattr(layer, "layers", None) is not None and hasattr(layer, "inputs"):
+            out.extend(_weighted_layers(layer))
+        elif layer.params():
+            out.append(layer)
+    return out
 
 
 def _say(line):
@@ -181,6 +216,60 @@ class TorchTrainer:
             for s in range(0, len(tx), batch_size):
                 correct += int((self.model(tx[s:s + batch_size]).argmax(1) == ty[s:s + batch_size]).sum())
         return correct / len(tx)
+
+
+class TorchVAETrainer:
+    """Trains the ``torch_twin("vae")`` as gpudl trains ``recipes.vae``: Adam (Keras'
+    epsilon), a fresh shuffle each epoch, loss = binary cross entropy summed over pixels + KL,
+    averaged over the batch (nats per image; PyTorch's example sums over the batch instead,
+    the same gradient direction at another scale)."""
+
+    def __init__(self, model, x, batch_size=128, learning_rate=1e-3, device=None, seed=0):
+        torch = self.torch = import_torch()
+        self.device = device or torch_device()
+        self.model = model.to(self.device)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=learning_rate, eps=1e-7)
+        self.x = self._tensor(x)
+        self.batch_size = int(batch_size)
+        self.gen = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
+
+    def _tensor(self, a):
+        return self.torch.as_tensor(np.ascontiguousarray(backend.to_numpy(a)), device=self.device)
+
+    def _loss(self, x):
+        """Summed (over the batch) loss of a batch, in nats."""
+        F = self.torch.nn.functional
+        recon, mu, logvar = self.model(x)
+        bce = F.binary_cross_entropy(recon, x, reduction="sum")
+        kld = -0.5 * self.torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+        return bce + kld
+
+    def epoch(self) -> float:
+        """One training epoch; the mean training loss per image over it."""
+        torch = self.torch
+        self.model.train()
+        order = torch.randperm(len(self.x), generator=self.gen).to(self.device)
+        total = 0.0
+        for s in range(0, len(order), self.batch_size):
+            xb = self.x[order[s:s + self.batch_size]]
+            self.opt.zero_grad(set_to_none=True)
+            loss = self._loss(xb)
+            (loss / len(xb)).backward()
+            self.opt.step()
+            total += float(loss.detach())
+        return total / len(self.x)
+
+    def evaluate(self, x, batch_size=500) -> float:
+        """The loss in nats per image on ``x`` (one sample of z per image, as in training)."""
+        torch = self.torch
+        self.model.eval()
+        tx = self._tensor(x)
+        total = 0.0
+        with torch.no_grad():
+            for s in range(0, len(tx), batch_size):
+                total += float(self._loss(tx[s:s + batch_size]))
+        return total / len(tx)
 
 
 class EpochTimer(Callback):

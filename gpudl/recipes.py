@@ -6,7 +6,8 @@ import numpy as np
 from . import layers
 from .models import Sequential
 
-__all__ = ["hello_mlp", "mnist_cnn", "lstm_rows", "rnn_rows", "RNN_CELLS", "load_dataset", "DATASETS"]
+__all__ = ["hello_mlp", "mnist_cnn", "lstm_rows", "rnn_rows", "RNN_CELLS", "load_dataset", "DATASETS",
+           "deep_autoencoder", "denoising_autoencoder", "conv_autoencoder", "vae", "load_images"]
 
 DATASETS = ("mnist", "fashion-mnist", "digits")
 
@@ -88,3 +89,123 @@ def load_dataset(name, layout="flat", limit=None, data_dir=None):
             return x
         raise ValueError(f"unknown layout {layout!r}: expected 'flat', 'image' or 'rows'")
     return (shape(xtr), ytr.astype(np.int64)), (shape(xte), yte.astype(np.int64))
+
+
+# ---- Lecture III: auto-encoders and the VAE ---------------------------------------------------
+
+def _model(inputs, outputs, name, cls=None):
+    from .models import Model
+    return (cls or Model)(inputs, outputs, name=name)
+
+
+def deep_autoencoder(code_size=30, input_dim=784, hidden=(1000, 500, 250), activation="relu",
+                     noise_stddev=None, name="deep_autoencoder"):
+    """Hinton and Salakhutdinov's deep auto-encoder: 784-1000-500-250-30 with a linear code,
+    then the mirror 30-250-500-1000-784 with a sigmoid output (pixels in [0, 1]).
+
+    The model holds two nested models, ``model.get_layer("encoder")`` (image -> code) and
+    ``model.get_layer("decoder")`` (code -> image). ``noise_stddev``: a GaussianNoise layer
+    in front of the encoder, active only in training (the denoising variant). Hinton pretrained
+    with stacked RBMs and used logistic units; here ReLU units are trained end to end (the demo
+    uses Adam), which on a small training set overfits: see benchmarks/RESULTS.md."""
+    from .models import Input
+    x = Input((input_dim,))
+    h = x
+    for i, n in enumerate(hidden):
+        h = layers.Dense(n, activation=activation, name=f"{name}_enc_{i + 1}")(h)
+    code = layers.Dense(code_size, name=f"{name}_code")(h)
+    encoder = _model(x, code, "encoder")
+    z = Input((code_size,))
+    h = z
+    for i, n in enumerate(reversed(hidden)):
+        h = layers.Dense(n, activation=activation, name=f"{name}_dec_{i + 1}")(h)
+    decoder = _model(z, layers.Dense(input_dim, activation="sigmoid", name=f"{name}_out")(h), "decoder")
+    inp = Input((input_dim,))
+    h = layers.GaussianNoise(noise_stddev, name=f"{name}_noise")(inp) if noise_stddev else inp
+    return _model(inp, decoder(encoder(h)), name)
+
+
+def denoising_autoencoder(code_size=30, stddev=0.3, **kwargs):
+    """deep_autoencoder trained on corrupted inputs (Gaussian noise of ``stddev``, training
+    only) to rebuild the clean ones (Vincent et al.)."""
+    return deep_autoencoder(code_size, noise_stddev=stddev, name=kwargs.pop("name", "denoising_autoencoder"),
+                            **kwargs)
+
+
+def conv_autoencoder(code_size=30, input_shape=(1, 28, 28), filters=(16, 32), name="conv_autoencoder"):
+    """A convolutional auto-encoder: two stride-2 3x3 convolutions down (28 -> 14 -> 7), a
+    Dense code; a Dense layer and two stride-2 Conv2DTranspose up, sigmoid output. Nested
+    models ``encoder`` and ``decoder`` as in deep_autoencoder; H and W must divide by 4."""
+    from .models import Input
+    c, hh, ww = input_shape
+    if hh % 4 or ww % 4:
+        raise ValueError(f"conv_autoencoder expected an image height and width divisible by 4, got {input_shape}")
+    f1, f2 = filters
+    x = Input(tuple(input_shape))
+    h = layers.Conv2D(f1, 3, strides=2, padding="same", activation="relu")(x)
+    h = layers.Conv2D(f2, 3, strides=2, padding="same", activation="relu")(h)
+    encoder = _model(x, layers.Dense(code_size)(layers.Flatten()(h)), "encoder")
+    z = Input((code_size,))
+    h = layers.Dense(f2 * (hh // 4) * (ww // 4), activation="relu")(z)
+    h = layers.Reshape((f2, hh // 4, ww // 4))(h)
+    h = layers.Conv2DTranspose(f1, 3, strides=2, padding="same", activation="relu")(h)
+    out = layers.Conv2DTranspose(c, 3, strides=2, padding="same", activation="sigmoid")(h)
+    decoder = _model(z, out, "decoder")
+    inp = Input(tuple(input_shape))
+    return _model(inp, decoder(encoder(inp)), name)
+
+
+def vae(latent_dim=20, input_dim=784, hidden=400, name="vae"):
+    """Kingma and Welling's VAE: encoder 784-400 (ReLU) -> mean and log-variance (20 each),
+    z = mean + exp(log_var / 2) * eps (a Sampling layer, which adds the KL term through
+    ``add_loss``); decoder 20-400 (ReLU)-784 sigmoid.
+
+    Returned compiled-ready as a ``gpudl.generative.VariationalAutoencoder``: compile it with
+    ``gpudl.generative.SummedBinaryCrossentropy()`` (summed over pixels, so the loss is nats
+    per image) and ``fit(x)``; inputs outside [0, 1] are refused with a ValueError. Nested
+    models ``encoder`` (image -> [z_mean, z_log_var, z]) and ``decoder`` (z -> image)."""
+    from .generative import VariationalAutoencoder
+    from .models import Input
+    x = Input((input_dim,))
+    h = layers.Dense(hidden, activation="relu", name=f"{name}_enc")(x)
+    mean = layers.Dense(latent_dim, name="z_mean")(h)
+    log_var = layers.Dense(latent_dim, name="z_log_var")(h)
+    z = layers.Sampling(name="z")([mean, log_var])
+    encoder = _model(x, [mean, log_var, z], "encoder")
+    zin = Input((latent_dim,))
+    h = layers.Dense(hidden, activation="relu", name=f"{name}_dec")(zin)
+    decoder = _model(zin, layers.Dense(input_dim, activation="sigmoid", name=f"{name}_out")(h), "decoder")
+    inp = Input((input_dim,))
+    return _model(inp, decoder(encoder(inp)[2]), name, VariationalAutoencoder)
+
+
+def load_images(name="mnist", data_dir=None, train_size=8000):
+    """Flat images in [0, 1] for the auto-encoder and VAE demos: ``(x_train, y_train),
+    (x_test, y_test)``.
+
+    "mnist": full MNIST (60k / 10k) where its four files are found, else its 10,000 test
+    images alone, split ``train_size`` / the rest (the first images train, in file order);
+    "mnist-10k" always that split; "fashion-mnist" the full set."""
+    if name not in ("mnist", "mnist-10k", "fashion-mnist"):
+        raise ValueError(f"load_images expected 'mnist', 'mnist-10k' or 'fashion-mnist', got {name!r}")
+    if name == "fashion-mnist":
+        return load_dataset("fashion-mnist", data_dir=data_dir)
+    if name == "mnist" and _has_mnist_train(data_dir):
+        return load_dataset("mnist", data_dir=data_dir)
+    return _mnist_10k(data_dir, train_size)
+
+
+def _has_mnist_train(data_dir):
+    from .datasets import _cache, mnist
+    return any((d / "train-images-idx3-ubyte.gz").exists() for d in
+               _cache.search_dirs("mnist", data_dir, mnist.SYSTEM_DIRS))
+
+
+def _mnist_10k(data_dir, train_size):
+    from .datasets import mnist
+    x, y = mnist.load_test(path=data_dir, download=False)
+    if not 1 <= train_size < len(x):
+        raise ValueError(f"load_images expected 1 <= train_size < {len(x)}, got {train_size!r}")
+    x = (x.astype(np.float32) / np.float32(255.0)).reshape(len(x), -1)
+    y = y.astype(np.int64)
+    return (x[:train_size], y[:train_size]), (x[train_size:], y[train_size:])

@@ -73,7 +73,7 @@ def test_import_torch_says_how_to_install_it(monkeypatch):
 
 def test_torch_twin_rejects_unknown_recipes_before_importing_torch(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)
-    with pytest.raises(ValueError, match=r"expected recipe in 'hello_mlp', 'mnist_cnn', 'rnn_rows', got 'resnet'"):
+    with pytest.raises(ValueError, match=r"expected recipe in 'hello_mlp', 'mnist_cnn', 'rnn_rows', 'vae', got 'resnet'"):
         peers.torch_twin("resnet")
 
 

@@ -19,5 +19,6 @@ __all__ = [
     "Highway", "Residual", "SimpleRNN", "LSTM", "GRU", "Bidirectional", "TimeDistributed",
     "BatchNormalization", "LayerNormalization", "Embedding", "GlobalAveragePooling2D",
     "GlobalMaxPooling2D", "UpSampling2D", "Reshape", "Permute", "Conv1D", "Conv2DTranspose", "Masking",
-    "Concatenate", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum",
+    "Concatenate", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "GaussianNoise", "Sampling",
 ]
+from ..generative import GaussianNoise, Sampling  # noqa: E402 (generative builds on the layers above)

@@ -175,3 +175,12 @@ def test_optimizers_given_or_rejected():
     assert opt.iterations == 2
     with pytest.raises(TypeError, match="expected a gpudl optimizer, its name or None, got int"):
         actor_critic(cartpole(), episodes=1, optimizer=3)
+
+
+def test_gpudl_demo_policy_gradient_passes_its_options_and_exit_code(tmp_path, capsys):
+    from gpudl import demos
+    png = tmp_path / "curve.png"
+    rc = demos.run("policy-gradient", ["--episodes", "3", "--seed", "2", "--plot", str(png)])
+    out = capsys.readouterr().out
+    assert rc == 1 and "not solved in 3 episodes" in out and "seed 2" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
