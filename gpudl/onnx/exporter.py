@@ -26,7 +26,6 @@ interrupted export never leaves a partial file.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections import namedtuple
 
 import numpy as np
@@ -146,20 +145,14 @@ def _graph_name(model):
 
 
 def _write_atomic(data: bytes, path: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".onnx-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """The model file's own atomic write (temp file, fsync, rename, folder fsync)."""
+    from ..io import write_atomically
+
+    def write(fd):
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    write_atomically(path, write)
 
 
 def _no_form(layer, why=""):
