@@ -6,7 +6,7 @@ import numpy as np
 
 from ..autograd import no_grad
 from . import _common as C
-from .reinforce import policy_loss, value_loss
+from .reinforce import fit_value, policy_loss
 
 
 def _bootstrap(value, obs, terminated):
@@ -66,12 +66,7 @@ def actor_critic(env, policy=None, value=None, episodes=1000, gamma=0.99, learni
     def update(states, actions, rewards, last_obs, terminated):
         g = C.discounted(rewards, gamma, _bootstrap(value, last_obs, terminated))
         s = np.stack(states)
-        vparams = C.trainable(value)
-        vopt.zero_grad(vparams)
-        v = C.forward(value, s)
-        adv = g - C.backend.to_numpy(v.data).reshape(-1).astype(np.float64)
-        value_loss(v, g).backward()
-        vopt.step(vparams)
+        adv = fit_value(value, vopt, s, g)
         if normalize and len(adv) > 1:
             adv = C.normalise(adv)
         params = C.trainable(policy)

@@ -34,6 +34,18 @@ def value_loss(values, targets):
     return (d * d).mean()
 
 
+
+def fit_value(net, opt, states, targets):
+    """One step of ``net`` (a baseline or critic) towards the returns ``targets`` on
+    ``states``; the advantages ``targets - V(states)`` from the values before the step."""
+    params = C.trainable(net)
+    opt.zero_grad(params)
+    v = C.forward(net, states)
+    adv = targets - C.backend.to_numpy(v.data).reshape(-1).astype(np.float64)
+    value_loss(v, targets).backward()
+    opt.step(params)
+    return adv
+
 def run_episode(env, act, seed=None, max_steps=None):
     """One episode with the current policy: (states (T, d), actions (T,), rewards (T,),
     terminated, last observation)."""
@@ -106,12 +118,7 @@ def reinforce(env, policy=None, baseline=None, episodes=1000, gamma=0.99, learni
         g = C.discounted(rewards, gamma)
         adv = g
         if baseline is not False:
-            params = C.trainable(baseline)
-            bopt.zero_grad(params)
-            v = C.forward(baseline, states)
-            adv = g - C.backend.to_numpy(v.data).reshape(-1).astype(np.float64)
-            value_loss(v, g).backward()
-            bopt.step(params)
+            adv = fit_value(baseline, bopt, states, g)
         if normalize:
             adv = C.normalise(adv)
         params = C.trainable(policy)
