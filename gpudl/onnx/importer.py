@@ -899,11 +899,17 @@ def _match_maxpool(imp, i):
         return None
     x, kernel, strides, pads = geo
     padding = _pad_rule_2d(pads, imp.shape(x)[1:], kernel, strides)
+    return _pool_unit(imp, i, "MaxPool2D", "max_pool2d", x, kernel, strides, padding)
+
+
+def _pool_unit(imp, i, cls, prefix, x, kernel, strides, padding):
+    """The gpudl pooling layer ``cls`` for node ``i``, or None when ``padding`` is no gpudl
+    rule or pads more than half a window (which gpudl's pools refuse)."""
     if padding is None or (isinstance(padding, tuple) and (padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2)):
         return None
-    y = node.outputs[0]
-    layer = _L().MaxPool2D(tuple(kernel), strides=tuple(strides), padding=0 if padding == "valid" else padding,
-                           name=imp.layer_name(y, "max_pool2d"))
+    y = imp.nodes[i].outputs[0]
+    layer = getattr(_L(), cls)(tuple(kernel), strides=tuple(strides), padding=0 if padding == "valid" else padding,
+                               name=imp.layer_name(y, prefix))
     return _Unit(layer, [x], [y], [i])
 
 
@@ -919,13 +925,8 @@ def _match_avgpool(imp, i):
     if padding == "same" and include:
         padding = (pads[0], pads[1]) if pads[0] == pads[2] and pads[1] == pads[3] else None
     elif isinstance(padding, tuple) and not include:
-        padding = "same" if _pad_rule_2d(pads, imp.shape(x)[1:], kernel, strides) == "same" else None
-    if padding is None or (isinstance(padding, tuple) and (padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2)):
-        return None
-    y = node.outputs[0]
-    layer = _L().AvgPool2D(tuple(kernel), strides=tuple(strides), padding=0 if padding == "valid" else padding,
-                           name=imp.layer_name(y, "avg_pool2d"))
-    return _Unit(layer, [x], [y], [i])
+        padding = None  # explicit pads that leave the zeros out of the mean: no gpudl rule
+    return _pool_unit(imp, i, "AvgPool2D", "avg_pool2d", x, kernel, strides, padding)
 
 
 def _match_global_pool(imp, i):
