@@ -7,6 +7,12 @@ prints the median time of each and the median of the per-pair ratios gpudl / PyT
 
     python benchmarks/bench_cnn_cpu.py [--repeats 7] [--threads N] [--json out.json]
     python benchmarks/bench_cnn_cpu.py --mnist-epoch [--samples 6000]   # whole-model epoch
+    python benchmarks/bench_cnn_cpu.py --algorithms       # each conv2d algorithm per shape
+
+``--algorithms`` times every applicable conv2d algorithm (forward + backward, forced with
+``gpudl.backend.conv_algorithm``) on the mnist_cnn layers and a VGG-style 3x3 stack, beside
+PyTorch in the same interleaved rounds, then lets ``auto`` choose on a fresh cache and reports
+its pick, how far that pick is from the fastest, and what the timing cost.
 
 Threads: by default the count numpy's BLAS already uses (threadpoolctl tells it, else the
 CPU count), and PyTorch is set to match; ``--threads N`` sets both before numpy loads.
@@ -36,6 +42,9 @@ def parse_args(argv=None):
     p.add_argument("--mnist-epoch", action="store_true",
                    help="also time one training epoch of the Keras mnist_cnn model in both libraries")
     p.add_argument("--samples", type=int, default=6000, help="samples in that epoch (6000; 60000 is MNIST's)")
+    p.add_argument("--algorithms", action="store_true",
+                   help="time each conv2d algorithm on the mnist_cnn and VGG-style shapes, and auto's pick")
+    p.add_argument("--skip-ops", action="store_true", help="skip the default op workloads")
     return p.parse_args(argv)
 
 
@@ -153,6 +162,101 @@ def pool_workload(np, torch, gpudl, F, rng):
     return "max_pool2d 2x2 fwd+bwd", f"x {POOL_SHAPE}", ours, theirs
 
 
+# ---- each conv2d algorithm per shape -------------------------------------------------------
+
+#: (name, N, C, K, H, W, padding): the two convolutions of Keras' mnist_cnn, and a VGG-style stack
+ALGORITHM_SHAPES = [
+    ("mnist_cnn conv1", 128, 1, 32, 28, 28, 0),
+    ("mnist_cnn conv2", 128, 32, 64, 26, 26, 0),
+    ("vgg 64->64 @32", 32, 64, 64, 32, 32, 1),
+    ("vgg 128->128 @16", 32, 128, 128, 16, 16, 1),
+]
+
+
+def algorithm_rows(np, torch, gpudl, F, repeats, warmup):
+    """Per shape: each applicable algorithm and PyTorch, fwd+bwd with bias and ReLU, timed in
+    interleaved rounds; then auto's choice on a fresh cache, its timing cost and its slowdown
+    against the fastest forced algorithm."""
+    from gpudl.functional import conv_algorithms as A
+    rows = []
+    for name, n, c, k, h, w, pad in ALGORITHM_SHAPES:
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+        W = (rng.standard_normal((k, c, 3, 3)) * np.sqrt(2.0 / (9 * c))).astype(np.float32)
+        b = rng.standard_normal(k).astype(np.float32)
+        gy = rng.standard_normal((n, k, h + 2 * pad - 2, w + 2 * pad - 2)).astype(np.float32)
+        tgy = torch.from_numpy(gy)
+
+        def ours(alg, relu=True):
+            def run():
+                gpudl.backend.conv_algorithm = alg
+                xt, Wt, bt = gpudl.Tensor(x, requires_grad=True), gpudl.Parameter(W), gpudl.Parameter(b)
+                y = F.conv2d(xt, Wt, bt, padding=pad, activation="relu" if relu else None)
+                y.backward(gy)
+                return y.data, xt.grad, Wt.grad, bt.grad
+            return run
+
+        def theirs(relu=True):
+            xt = torch.from_numpy(x).requires_grad_()
+            Wt, bt = torch.from_numpy(W).requires_grad_(), torch.from_numpy(b).requires_grad_()
+            y = torch.nn.functional.conv2d(xt, Wt, bt, padding=pad)
+            if relu:
+                y = torch.relu(y)
+            y.backward(tgy)
+            return y.detach().numpy(), xt.grad.numpy(), Wt.grad.numpy(), bt.grad.numpy()
+
+        geom = A.Geometry(x.shape, W.shape, (1, 1), (pad,) * 4, gy.shape[2:], (1, 1), 1, np.float32)
+        algs = [a.name for a in A.algorithms_for(geom, "numpy")]
+        # checked without the ReLU: outputs within rounding of 0 may take either side of its
+        # kink in two libraries, which moves whole gradient entries
+        ref = theirs(relu=False)
+        for alg in algs:
+            for what, a, t in zip(("outputs", "input gradients", "weight gradients", "bias gradients"),
+                                  ours(alg, relu=False)(), ref):
+                close(f"conv2d ({alg}) {what} on {name}", a, t, rtol=1e-3, atol=1e-4)
+        runs = {alg: ours(alg) for alg in algs}
+        for _ in range(warmup):
+            for fn in runs.values():
+                fn()
+            theirs()
+        times = {alg: [] for alg in algs}
+        times["torch"] = []
+        for _ in range(repeats):
+            for alg, fn in runs.items():
+                t0 = time.perf_counter()
+                fn()
+                times[alg].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            theirs()
+            times["torch"].append(time.perf_counter() - t0)
+        med = {a: statistics.median(t) for a, t in times.items()}
+        # auto on a fresh cache: its first call pays the timing; which algorithm did it keep?
+        A.clear_choices()
+        gpudl.backend.conv_algorithm = "auto"
+        t0 = time.perf_counter()
+        ours("auto")()
+        first_call = time.perf_counter() - t0
+        (chosen, _), = [v for v in A.choices().values()]
+        tuning, _ = A.tuning_seconds()
+        fastest = min(algs, key=med.get)
+        rows.append({"workload": f"conv {name}", "shape": f"x ({n}, {c}, {h}, {w}), W ({k}, {c}, 3, 3), pad {pad}",
+                     "ms": {a: 1e3 * v for a, v in med.items()},
+                     "ratio": {a: statistics.median(p / q for p, q in zip(times[a], times["torch"])) for a in algs},
+                     "auto": chosen, "fastest": fastest, "auto_vs_fastest": med[chosen] / med[fastest],
+                     "tuning_ms": 1e3 * tuning, "tuning_calls": tuning / med[chosen] if med[chosen] else 0.0,
+                     "first_call_ms": 1e3 * first_call})
+    return rows
+
+
+def print_algorithm_rows(rows):
+    print("conv2d fwd+bwd (bias, ReLU) per algorithm, median ms and ratio to PyTorch; auto's pick")
+    for r in rows:
+        parts = "  ".join(f"{a} {r['ms'][a]:.1f} ({r['ratio'][a]:.2f}x)" for a in r["ratio"])
+        print(f"{r['workload']:<24} torch {r['ms']['torch']:.1f}  {parts}")
+        print(f"{'':<24} auto chose {r['auto']} (fastest {r['fastest']}, {r['auto_vs_fastest']:.2f}x of it); "
+              f"timing cost {r['tuning_ms']:.0f} ms = {r['tuning_calls']:.1f} calls  [{r['shape']}]")
+
+
 # ---- the whole-model epoch (Keras' mnist_cnn recipe) ------------------------------------
 
 def gpudl_mnist_cnn():
@@ -212,9 +316,11 @@ def main(argv=None):
 
     rng = np.random.default_rng(0)
     rows = []
-    for make in (conv_workload, conv_forward_workload, pool_workload):
+    for make in () if args.skip_ops else (conv_workload, conv_forward_workload, pool_workload):
         name, shape, ours, theirs = make(np, torch, gpudl, F, rng)
         rows.append(summary(name, shape, *timed_pairs(ours, theirs, args.repeats, args.warmup)))
+    algo_rows = algorithm_rows(np, torch, gpudl, F, args.repeats, args.warmup) if args.algorithms else []
+    gpudl.backend.conv_algorithm = "auto"
     if args.mnist_epoch:
         rows += mnist_epoch_rows(np, args.samples)
 
@@ -227,10 +333,12 @@ def main(argv=None):
             print(f"{r['workload']:<24} skipped: {r['skipped']}")
             continue
         print(f"{r['workload']:<24} {r['gpudl_ms']:>10.1f} {r['torch_ms']:>10.1f} {r['ratio']:>7.2f}  {r['shape']}")
+    if algo_rows:
+        print_algorithm_rows(algo_rows)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"threads": threads, "numpy": np.__version__, "torch": torch.__version__,
-                       "repeats": args.repeats, "results": rows}, fh, indent=2)
+                       "repeats": args.repeats, "results": rows, "algorithms": algo_rows}, fh, indent=2)
     return rows
 
 

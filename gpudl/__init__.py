@@ -6,7 +6,7 @@ backend is asked for.
 from . import (augment, backend, callbacks, data, datasets, functional, initializers, layers, losses, metrics,
                onnx, optimizers, regularizers, serialization, training)
 from .autograd import Function, Parameter, Tensor, enable_grad, from_dlpack, no_grad
-from .backend import get_backend, set_backend, to_numpy
+from .backend import get_backend, set_backend, set_deterministic, to_numpy
 from .errors import BackendUnavailableError, DatasetError, GpudlError, GradcheckError, ModelFileError
 from .models import Input, Model, Sequential, load_model
 from .serialization import register_serializable
@@ -15,7 +15,7 @@ from .random import set_seed
 __version__ = "0.1.0"
 
 __all__ = [
-    "Tensor", "Parameter", "Function", "from_dlpack", "no_grad", "enable_grad", "set_backend", "get_backend",
+    "Tensor", "Parameter", "Function", "from_dlpack", "no_grad", "enable_grad", "set_backend", "get_backend", "set_deterministic",
     "to_numpy", "set_seed", "backend", "functional", "layers", "optimizers", "regularizers",
     "initializers", "BackendUnavailableError", "ModelFileError", "DatasetError", "GpudlError",
     "GradcheckError", "Sequential", "load_model", "callbacks", "datasets", "augment", "losses", "metrics",

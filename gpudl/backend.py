@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import types
 
 import numpy as np
@@ -17,7 +18,8 @@ from .errors import BackendUnavailableError
 __all__ = [
     "set_backend", "get_backend", "xp", "to_numpy", "to_backend", "get_array_module",
     "is_cupy_array", "check_same_backend", "cupy_available", "describe", "default_dtype",
-    "synchronize", "device_free_bytes",
+    "synchronize", "device_free_bytes", "conv_algorithm", "deterministic", "set_deterministic",
+    "CONV_ALGORITHMS",
 ]
 
 logger = logging.getLogger("gpudl")
@@ -257,3 +259,53 @@ def scatter_add(out, index, values) -> None:
 
 def backend_of(a) -> str:
     return "cupy" if is_cupy_array(getattr(a, "data", a) if _is_tensor(a) else a) else "numpy"
+
+
+# ---- algorithm choice and determinism --------------------------------------------------------
+
+#: what ``conv_algorithm`` accepts: "auto" (time the applicable algorithms once per shape and
+#: keep the fastest) or one algorithm's name (used wherever it applies; the fixed rule elsewhere)
+CONV_ALGORITHMS = ("auto", "im2col", "fused", "winograd")
+
+_conv_algorithm = "auto"
+_deterministic = False
+
+
+def set_deterministic(flag: bool = True) -> bool:
+    """Make every choice that could vary between runs fixed: conv2d's algorithm comes from a
+    fixed rule instead of timing (``conv_algorithm="auto"`` stops timing), and on CuPy the
+    scatter-additions (embedding and gather gradients) add repeated indices in index order
+    instead of with atomics. Returns the previous setting."""
+    global _deterministic
+    if not isinstance(flag, (bool, np.bool_)):
+        raise TypeError(f"set_deterministic expected True or False, got {flag!r}")
+    old, _deterministic = _deterministic, bool(flag)
+    return old
+
+
+class _BackendModule(types.ModuleType):
+    """``gpudl.backend.conv_algorithm = ...`` checks its value, as ``torch.backends.cudnn``'s
+    flags do, so a typo fails at the assignment rather than silently meaning "auto"."""
+
+    @property
+    def conv_algorithm(self) -> str:
+        return self.__dict__["_conv_algorithm"]
+
+    @conv_algorithm.setter
+    def conv_algorithm(self, value):
+        if not isinstance(value, str) or value.lower() not in CONV_ALGORITHMS:
+            raise ValueError(f"gpudl.backend.conv_algorithm expected one of {', '.join(map(repr, CONV_ALGORITHMS))}, "
+                             f"got {value!r}")
+        self.__dict__["_conv_algorithm"] = value.lower()
+
+    @property
+    def deterministic(self) -> bool:
+        """Whether set_deterministic(True) is in force (assigning it calls set_deterministic)."""
+        return self.__dict__["_deterministic"]
+
+    @deterministic.setter
+    def deterministic(self, value):
+        set_deterministic(value)
+
+
+sys.modules[__name__].__class__ = _BackendModule

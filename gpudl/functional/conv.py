@@ -31,7 +31,7 @@ import numbers
 
 import numpy as np
 
-from ..autograd import Function, as_tensor
+from ..autograd import Function, as_tensor, is_grad_enabled
 from ._util import on_gpu, require_float
 
 __all__ = ["conv2d", "conv1d", "conv_transpose2d", "conv_output_size", "normalize_stride",
@@ -181,98 +181,35 @@ def _c_contiguous(*arrays):
 class Conv2d(Function):
     """Convolution, optionally followed by ReLU in the same op (``relu=True``): the ReLU is
     applied in place on the output and its mask folded into the copy backward makes
-    anyway, which saves two passes over the largest activations of a CNN."""
+    anyway, which saves two passes over the largest activations of a CNN.
 
-    def __init__(self, stride, pads, out_hw, relu=False, dilation=(1, 1), groups=1):
+    The work is done by one of ``conv_algorithms.ALGORITHMS`` (im2col, fused gathers,
+    Winograd on NumPy; the CUDA kernels on CuPy), chosen per shape on the first call."""
+
+    def __init__(self, stride, pads, out_hw, relu=False, dilation=(1, 1), groups=1, need_grad=True):
         self.stride, self.pads, self.out_hw, self.relu = stride, pads, out_hw, relu
         self.dilation, self.groups = tuple(dilation), int(groups)
+        self.need_grad = need_grad
 
     def forward(self, x, W, b=None):
+        from . import conv_algorithms as A
         self.has_b = b is not None
-        if on_gpu(x):
-            from ..kernels import conv as K
-            x, W, b = _c_contiguous(x, W, b)  # the kernels index flat C-ordered buffers
-            self._saved = (x, W)
-            # bias and ReLU are the product's epilogue: one pass over y, in place
-            y = K.conv2d_forward(x, W, b, self.stride, self.pads, relu=self.relu,
-                                 dilation=self.dilation, groups=self.groups)
-            if self.relu:
-                self._saved_y = y
-            return y
-        out_ch, _, kh, kw = W.shape
-        n = x.shape[0]
-        ho, wo = self.out_hw
-        groups = self.groups
-        cols = _im2col(x, (kh, kw), self.stride, self.pads, self.out_hw, self.dilation, groups)
-        w_rows = W.transpose(0, 2, 3, 1).reshape(out_ch, -1)  # (out_ch, kh*kw*C/G) like cols
-        # (out_ch, N*Ho*Wo): moving it to NCHW then copies runs of Ho*Wo floats, where the
-        # (N*Ho*Wo, out_ch) product would need a gather of single floats (measured 1.2-2x slower)
-        if groups == 1:
-            y = w_rows @ cols.T
-        else:  # one batched product: (G, out_ch/G, K) @ (G, K, N*Ho*Wo), K = kh*kw*C/G
-            y = np.matmul(w_rows.reshape(groups, out_ch // groups, -1),
-                          cols.reshape(cols.shape[0], groups, -1).transpose(1, 2, 0)).reshape(out_ch, -1)
-        out = np.empty((n, out_ch, ho, wo), dtype=y.dtype)
-        y4 = y.reshape(out_ch, n, ho, wo).transpose(1, 0, 2, 3)
-        if b is not None:
-            np.add(y4, b.reshape(1, out_ch, 1, 1), out=out)
-        else:
-            out[...] = y4
+        x, W, b = _c_contiguous(x, W, b)  # the compiled loops and kernels index C-ordered buffers
+        gpu = on_gpu(x)
+        self.geom = A.Geometry(x.shape, W.shape, self.stride, self.pads, self.out_hw, self.dilation,
+                               self.groups, x.dtype)
+        self.algorithm = A.choose(x, W, b, self.relu, self.geom, self.need_grad, "cupy" if gpu else "numpy")
+        y, self._saved = self.algorithm.forward(x, W, b, self.relu, self.geom)
         if self.relu:
-            np.maximum(out, 0, out=out)
-            self._saved_y = out
-        self._saved = (cols, W)
-        self.x_shape = x.shape
-        return out
+            self._saved_y = y
+        return y
 
     def backward(self, gy):
-        need_x = self.inputs[0].requires_grad
-        need_w = self.inputs[1].requires_grad
-        if on_gpu(gy):
-            from ..kernels import conv as K
-            x, W = self._saved
-            gy = gy if gy.flags.c_contiguous else gy.copy()
-            # the ReLU's mask rides on the transposing copy of gy the weight gradient makes
-            gx, gW, gb = K.conv2d_backward(x, W, gy, self.stride, self.pads, need_x_grad=need_x,
-                                           relu_y=self._saved_y if self.relu else None,
-                                           dilation=self.dilation, groups=self.groups)
-            if not need_x:
-                gx = None
-            return (gx, gW, gb) if self.has_b else (gx, gW)
-        cols, W = self._saved
-        out_ch, c, kh, kw = W.shape
-        groups = self.groups
-        # (out_ch, N*Ho*Wo): one copy serves the bias, weight and input gradients
-        if self.relu:  # the ReLU's mask applied in the same pass as the transposing copy
-            gy_t = np.empty((out_ch,) + (gy.shape[0],) + gy.shape[2:], dtype=gy.dtype)
-            np.multiply(gy.transpose(1, 0, 2, 3), (self._saved_y > 0).transpose(1, 0, 2, 3), out=gy_t)
-            gy_t = gy_t.reshape(out_ch, -1)
-        else:
-            gy_t = np.ascontiguousarray(gy.transpose(1, 0, 2, 3)).reshape(out_ch, -1)
-        gW = gx = None
-        if need_w:
-            # computed transposed, (kh*kw*C, out_ch): the same product, but OpenBLAS runs this
-            # orientation of the long-K GEMM far more steadily when the cores are shared
-            if groups == 1:
-                gW = (cols.T @ gy_t.T).T.reshape(out_ch, kh, kw, c).transpose(0, 3, 1, 2)
-            else:  # (G, K, N*Ho*Wo) @ (G, N*Ho*Wo, out_ch/G), then back to (out_ch, C/G, kh, kw)
-                gwt = np.matmul(cols.reshape(cols.shape[0], groups, -1).transpose(1, 2, 0),
-                                gy_t.reshape(groups, out_ch // groups, -1).transpose(0, 2, 1))
-                gW = gwt.transpose(0, 2, 1).reshape(out_ch, kh, kw, c).transpose(0, 3, 1, 2)
-            gW = np.ascontiguousarray(gW, dtype=W.dtype)
-        if need_x:
-            if groups == 1:
-                w_cols = W.transpose(1, 2, 3, 0).reshape(c * kh * kw, out_ch)  # (C*kh*kw, out_ch)
-                gcols = w_cols @ gy_t
-            else:  # (G, C/G*kh*kw, out_ch/G) @ (G, out_ch/G, N*Ho*Wo): rows come out (C, kh, kw)
-                fg = out_ch // groups
-                w_cols = W.reshape(groups, fg, c, kh, kw).transpose(0, 2, 3, 4, 1).reshape(groups, -1, fg)
-                gcols = np.matmul(w_cols, gy_t.reshape(groups, fg, -1))
-            gcols = gcols.reshape(self.x_shape[1], kh, kw, gy.shape[0], *self.out_hw)
-            gx = _col2im(gcols, self.x_shape, (kh, kw), self.stride, self.pads, self.out_hw, self.dilation)
-        if self.has_b:
-            return gx, gW, gy_t.sum(axis=1)
-        return gx, gW
+        gy = gy if gy.flags.c_contiguous else gy.copy()
+        gx, gW, gb = self.algorithm.backward(
+            self._saved, gy, self._saved_y if self.relu else None, self.relu,
+            self.inputs[0].requires_grad, self.inputs[1].requires_grad, self.has_b, self.geom)
+        return (gx, gW, gb) if self.has_b else (gx, gW)
 
 
 class ConvTranspose2d(Function):
@@ -389,7 +326,9 @@ def _conv(x, W, b, stride, pads, dilation, groups, activation, padding, op):
     out_hw = (conv_output_size(x.shape[2], span[0], stride[0], pads[0] + pads[1]),
               conv_output_size(x.shape[3], span[1], stride[1], pads[2] + pads[3]))
     _check_activation(activation, op)
-    fn = Conv2d(stride, pads, out_hw, relu=activation == "relu", dilation=dilation, groups=groups)
+    need_grad = is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, W, b))
+    fn = Conv2d(stride, pads, out_hw, relu=activation == "relu", dilation=dilation, groups=groups,
+                need_grad=need_grad)
     return fn(x, W) if b is None else fn(x, W, b)
 
 
