@@ -249,12 +249,36 @@ def device_free_bytes() -> int:
 
 
 def scatter_add(out, index, values) -> None:
-    """out[index] += values, accumulating repeated indices (np.add.at / cupyx.scatter_add)."""
+    """out[index] += values, accumulating repeated indices (np.add.at / cupyx.scatter_add).
+
+    On CuPy under ``set_deterministic(True)``, an integer-array index (or a tuple of them over
+    the leading axes) takes a sort-and-segment kernel that adds repeated indices in a fixed
+    order instead of cupyx's atomics (``gpudl.kernels.scatter``); NumPy's np.add.at is
+    sequential, so always deterministic."""
     if is_cupy_array(out):
+        if _deterministic and _deterministic_scatter(out, index, values):
+            return
         import cupyx  # noqa: PLC0415  (here, beside the one cupy import)
         cupyx.scatter_add(out, index, values)
     else:
         np.add.at(out, index, values)
+
+
+def _deterministic_scatter(out, index, values) -> bool:
+    """The fixed-order scatter for integer-array indices; False (nothing done) for others."""
+    cp = _import_cupy()
+    arrays = index if isinstance(index, tuple) else (index,)
+    if not arrays or not all(hasattr(a, "dtype") and a.dtype.kind in "iu" for a in arrays):
+        return False
+    from .kernels.scatter import segment_scatter_add  # noqa: PLC0415
+    lead = out.shape[:len(arrays)]
+    arrays = cp.broadcast_arrays(*[cp.asarray(a) for a in arrays])
+    flat = arrays[0] % lead[0] if len(arrays) == 1 else cp.ravel_multi_index(
+        tuple(a % n for a, n in zip(arrays, lead)), lead)
+    rows = out.reshape((-1,) + out.shape[len(lead):])
+    vals = cp.broadcast_to(values, flat.shape + out.shape[len(lead):])
+    segment_scatter_add(rows, flat, vals)
+    return True
 
 
 def backend_of(a) -> str:
