@@ -23,6 +23,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+#: parallel blocks of planes: a few per thread balances the load, each allocates its scratch once
+_BLOCKS = 64
+
 # ---- Winograd F(2x2, 3x3) ----------------------------------------------------------------------
 
 
@@ -41,37 +44,41 @@ def winograd_input(x, pt, pl, th, tw, V):
     n_img, c_in, h_in, w_in = x.shape
     t_img = th * tw
     hp, wp = 2 * th + 2, 2 * tw + 2
-    for job in prange(n_img * c_in):
-        n = job // c_in
-        c = job % c_in
+    n_jobs = n_img * c_in
+    n_blk = min(n_jobs, _BLOCKS)
+    for blk in prange(n_blk):
+        # scratch made once per block of planes, not once per plane
         d = np.zeros((hp, wp), dtype=x.dtype)
-        src = x[n, c]
-        for h in range(max(0, -pt), min(h_in, hp - pt)):
-            for w in range(max(0, -pl), min(w_in, wp - pl)):
-                d[h + pt, w + pl] = src[h, w]
         rows = np.empty((4, wp), dtype=x.dtype)
         buf = np.empty((16, t_img), dtype=x.dtype)
-        for ti in range(th):
-            r = 2 * ti
-            d0, d1, d2, d3 = d[r], d[r + 1], d[r + 2], d[r + 3]
-            for w in range(wp):  # B^T d along the whole tile row
-                rows[0, w] = d0[w] - d2[w]
-                rows[1, w] = d1[w] + d2[w]
-                rows[2, w] = d2[w] - d1[w]
-                rows[3, w] = d1[w] - d3[w]
-            o = ti * tw
-            for u in range(4):  # then B on the right, tile by tile
-                ru = rows[u]
-                b0, b1, b2, b3 = buf[4 * u], buf[4 * u + 1], buf[4 * u + 2], buf[4 * u + 3]
-                for tj in range(tw):
-                    q = 2 * tj
-                    b0[o + tj] = ru[q] - ru[q + 2]
-                    b1[o + tj] = ru[q + 1] + ru[q + 2]
-                    b2[o + tj] = ru[q + 2] - ru[q + 1]
-                    b3[o + tj] = ru[q + 1] - ru[q + 3]
-        base = n * t_img
-        for u in range(16):
-            V[u, c, base:base + t_img] = buf[u]
+        for job in range(blk * n_jobs // n_blk, (blk + 1) * n_jobs // n_blk):
+            n = job // c_in
+            c = job % c_in
+            src = x[n, c]
+            for h in range(max(0, -pt), min(h_in, hp - pt)):
+                for w in range(max(0, -pl), min(w_in, wp - pl)):
+                    d[h + pt, w + pl] = src[h, w]
+            for ti in range(th):
+                r = 2 * ti
+                d0, d1, d2, d3 = d[r], d[r + 1], d[r + 2], d[r + 3]
+                for w in range(wp):  # B^T d along the whole tile row
+                    rows[0, w] = d0[w] - d2[w]
+                    rows[1, w] = d1[w] + d2[w]
+                    rows[2, w] = d2[w] - d1[w]
+                    rows[3, w] = d1[w] - d3[w]
+                o = ti * tw
+                for u in range(4):  # then B on the right, tile by tile
+                    ru = rows[u]
+                    b0, b1, b2, b3 = buf[4 * u], buf[4 * u + 1], buf[4 * u + 2], buf[4 * u + 3]
+                    for tj in range(tw):
+                        q = 2 * tj
+                        b0[o + tj] = ru[q] - ru[q + 2]
+                        b1[o + tj] = ru[q + 1] + ru[q + 2]
+                        b2[o + tj] = ru[q + 2] - ru[q + 1]
+                        b3[o + tj] = ru[q + 1] - ru[q + 3]
+            base = n * t_img
+            for u in range(16):
+                V[u, c, base:base + t_img] = buf[u]
 
 
 @njit(parallel=True, cache=True)
@@ -83,38 +90,42 @@ def winograd_output(M, b, relu, tw, out):
     t_img = th * tw
     has_b = b.shape[0] > 0
     zero = out.dtype.type(0)
-    for job in prange(n_img * k_out):
-        n = job // k_out
-        k = job % k_out
-        bias = b[k] if has_b else zero
-        base = n * t_img
+    n_jobs = n_img * k_out
+    n_blk = min(n_jobs, _BLOCKS)
+    for blk in prange(n_blk):
+        # scratch made once per block of planes, not once per plane
         m = np.empty((16, t_img), dtype=M.dtype)
-        for u in range(16):
-            m[u] = M[u, k, base:base + t_img]
         yp = np.empty((2 * th, 2 * tw), dtype=out.dtype)
-        for ti in range(th):
-            o = ti * tw
-            r0, r1 = yp[2 * ti], yp[2 * ti + 1]
-            for tj in range(tw):
-                p = o + tj
-                # A^T m: two rows over the four columns, then A on the right
-                a0 = m[0, p] + m[4, p] + m[8, p]
-                a1 = m[1, p] + m[5, p] + m[9, p]
-                a2 = m[2, p] + m[6, p] + m[10, p]
-                a3 = m[3, p] + m[7, p] + m[11, p]
-                c0 = m[4, p] - m[8, p] - m[12, p]
-                c1 = m[5, p] - m[9, p] - m[13, p]
-                c2 = m[6, p] - m[10, p] - m[14, p]
-                c3 = m[7, p] - m[11, p] - m[15, p]
-                r0[2 * tj] = a0 + a1 + a2 + bias
-                r0[2 * tj + 1] = a1 - a2 - a3 + bias
-                r1[2 * tj] = c0 + c1 + c2 + bias
-                r1[2 * tj + 1] = c1 - c2 - c3 + bias
-        o2 = out[n, k]
-        for i in range(ho):
-            for j in range(wo):
-                v = yp[i, j]
-                o2[i, j] = (v if v > zero else zero) if relu else v
+        for job in range(blk * n_jobs // n_blk, (blk + 1) * n_jobs // n_blk):
+            n = job // k_out
+            k = job % k_out
+            bias = b[k] if has_b else zero
+            base = n * t_img
+            for u in range(16):
+                m[u] = M[u, k, base:base + t_img]
+            for ti in range(th):
+                o = ti * tw
+                r0, r1 = yp[2 * ti], yp[2 * ti + 1]
+                for tj in range(tw):
+                    p = o + tj
+                    # A^T m: two rows over the four columns, then A on the right
+                    a0 = m[0, p] + m[4, p] + m[8, p]
+                    a1 = m[1, p] + m[5, p] + m[9, p]
+                    a2 = m[2, p] + m[6, p] + m[10, p]
+                    a3 = m[3, p] + m[7, p] + m[11, p]
+                    c0 = m[4, p] - m[8, p] - m[12, p]
+                    c1 = m[5, p] - m[9, p] - m[13, p]
+                    c2 = m[6, p] - m[10, p] - m[14, p]
+                    c3 = m[7, p] - m[11, p] - m[15, p]
+                    r0[2 * tj] = a0 + a1 + a2 + bias
+                    r0[2 * tj + 1] = a1 - a2 - a3 + bias
+                    r1[2 * tj] = c0 + c1 + c2 + bias
+                    r1[2 * tj + 1] = c1 - c2 - c3 + bias
+            o2 = out[n, k]
+            for i in range(ho):
+                for j in range(wo):
+                    v = yp[i, j]
+                    o2[i, j] = (v if v > zero else zero) if relu else v
 
 
 @njit(parallel=True, cache=True)
@@ -125,51 +136,55 @@ def winograd_grad_output(gy, y, relu, tw, dM, db):
     th = (ho + 1) // 2
     t_img = th * tw
     zero = gy.dtype.type(0)
-    for job in prange(n_img * k_out):
-        n = job // k_out
-        k = job % k_out
-        # the masked plane, padded to whole tiles, and its sum for the bias gradient
+    n_jobs = n_img * k_out
+    n_blk = min(n_jobs, _BLOCKS)
+    for blk in prange(n_blk):
+        # scratch made once per block of planes, not once per plane
         g = np.zeros((2 * th, 2 * tw), dtype=gy.dtype)
-        src = gy[n, k]
-        yk = y[n, k]
-        total = zero
-        for i in range(ho):
-            for j in range(wo):
-                v = src[i, j]
-                if relu and not yk[i, j] > zero:
-                    v = zero
-                g[i, j] = v
-                total += v
-        db[n, k] = total
         buf = np.empty((16, t_img), dtype=gy.dtype)
-        for ti in range(th):
-            o = ti * tw
-            ga, gb = g[2 * ti], g[2 * ti + 1]
-            for tj in range(tw):
-                p = o + tj
-                g00, g01, g10, g11 = ga[2 * tj], ga[2 * tj + 1], gb[2 * tj], gb[2 * tj + 1]
-                # rows of A g (A = [[1, 0], [1, 1], [1, -1], [0, -1]]), then A^T on the right
-                s10, s11 = g00 + g10, g01 + g11
-                s20, s21 = g00 - g10, g01 - g11
-                buf[0, p] = g00
-                buf[1, p] = g00 + g01
-                buf[2, p] = g00 - g01
-                buf[3, p] = -g01
-                buf[4, p] = s10
-                buf[5, p] = s10 + s11
-                buf[6, p] = s10 - s11
-                buf[7, p] = -s11
-                buf[8, p] = s20
-                buf[9, p] = s20 + s21
-                buf[10, p] = s20 - s21
-                buf[11, p] = -s21
-                buf[12, p] = -g10
-                buf[13, p] = -g10 - g11
-                buf[14, p] = g11 - g10
-                buf[15, p] = g11
-        base = n * t_img
-        for u in range(16):
-            dM[u, k, base:base + t_img] = buf[u]
+        for job in range(blk * n_jobs // n_blk, (blk + 1) * n_jobs // n_blk):
+            n = job // k_out
+            k = job % k_out
+            # the masked plane, padded to whole tiles, and its sum for the bias gradient
+            src = gy[n, k]
+            yk = y[n, k]
+            total = zero
+            for i in range(ho):
+                for j in range(wo):
+                    v = src[i, j]
+                    if relu and not yk[i, j] > zero:
+                        v = zero
+                    g[i, j] = v
+                    total += v
+            db[n, k] = total
+            for ti in range(th):
+                o = ti * tw
+                ga, gb = g[2 * ti], g[2 * ti + 1]
+                for tj in range(tw):
+                    p = o + tj
+                    g00, g01, g10, g11 = ga[2 * tj], ga[2 * tj + 1], gb[2 * tj], gb[2 * tj + 1]
+                    # rows of A g (A = [[1, 0], [1, 1], [1, -1], [0, -1]]), then A^T on the right
+                    s10, s11 = g00 + g10, g01 + g11
+                    s20, s21 = g00 - g10, g01 - g11
+                    buf[0, p] = g00
+                    buf[1, p] = g00 + g01
+                    buf[2, p] = g00 - g01
+                    buf[3, p] = -g01
+                    buf[4, p] = s10
+                    buf[5, p] = s10 + s11
+                    buf[6, p] = s10 - s11
+                    buf[7, p] = -s11
+                    buf[8, p] = s20
+                    buf[9, p] = s20 + s21
+                    buf[10, p] = s20 - s21
+                    buf[11, p] = -s21
+                    buf[12, p] = -g10
+                    buf[13, p] = -g10 - g11
+                    buf[14, p] = g11 - g10
+                    buf[15, p] = g11
+            base = n * t_img
+            for u in range(16):
+                dM[u, k, base:base + t_img] = buf[u]
 
 
 @njit(parallel=True, cache=True)
@@ -179,38 +194,43 @@ def winograd_grad_input(dV, pt, pl, th, tw, gx):
     n_img, c_in, h_in, w_in = gx.shape
     t_img = th * tw
     hp, wp = 2 * th + 2, 2 * tw + 2
-    for job in prange(n_img * c_in):
-        n = job // c_in
-        c = job % c_in
-        base = n * t_img
+    n_jobs = n_img * c_in
+    n_blk = min(n_jobs, _BLOCKS)
+    for blk in prange(n_blk):
+        # scratch made once per block of planes, not once per plane
         e = np.empty((16, t_img), dtype=dV.dtype)
-        for u in range(16):
-            e[u] = dV[u, c, base:base + t_img]
         g = np.zeros((hp, wp), dtype=gx.dtype)
         z = np.empty((4, 4, tw), dtype=gx.dtype)  # one tile row's B dV: (row, column, tile)
-        for ti in range(th):
-            o = ti * tw
-            for v in range(4):  # B on the left, for every tile of the row
-                e0, e1, e2, e3 = e[v, o:o + tw], e[4 + v, o:o + tw], e[8 + v, o:o + tw], e[12 + v, o:o + tw]
-                for tj in range(tw):
-                    z[0, v, tj] = e0[tj]
-                    z[1, v, tj] = e1[tj] - e2[tj] + e3[tj]
-                    z[2, v, tj] = e1[tj] + e2[tj] - e0[tj]
-                    z[3, v, tj] = -e3[tj]
-            for r in range(4):  # then B^T on the right, tiles overlapping by two columns
-                row = g[2 * ti + r]
-                zr = z[r]
-                for tj in range(tw):
-                    b0, b1, b2, b3 = zr[0, tj], zr[1, tj], zr[2, tj], zr[3, tj]
-                    q = 2 * tj
-                    row[q] += b0
-                    row[q + 1] += b1 - b2 + b3
-                    row[q + 2] += b1 + b2 - b0
-                    row[q + 3] -= b3
-        dst = gx[n, c]
-        for h in range(h_in):
-            for w in range(w_in):
-                dst[h, w] = g[h + pt, w + pl]
+        for job in range(blk * n_jobs // n_blk, (blk + 1) * n_jobs // n_blk):
+            n = job // c_in
+            c = job % c_in
+            base = n * t_img
+            for u in range(16):
+                e[u] = dV[u, c, base:base + t_img]
+            g[:, :] = 0  # the plane accumulates overlapping tiles: start each one from zero
+            for ti in range(th):
+                o = ti * tw
+                for v in range(4):  # B on the left, for every tile of the row
+                    e0, e1, e2, e3 = e[v, o:o + tw], e[4 + v, o:o + tw], e[8 + v, o:o + tw], e[12 + v, o:o + tw]
+                    for tj in range(tw):
+                        z[0, v, tj] = e0[tj]
+                        z[1, v, tj] = e1[tj] - e2[tj] + e3[tj]
+                        z[2, v, tj] = e1[tj] + e2[tj] - e0[tj]
+                        z[3, v, tj] = -e3[tj]
+                for r in range(4):  # then B^T on the right, tiles overlapping by two columns
+                    row = g[2 * ti + r]
+                    zr = z[r]
+                    for tj in range(tw):
+                        b0, b1, b2, b3 = zr[0, tj], zr[1, tj], zr[2, tj], zr[3, tj]
+                        q = 2 * tj
+                        row[q] += b0
+                        row[q + 1] += b1 - b2 + b3
+                        row[q + 2] += b1 + b2 - b0
+                        row[q + 3] -= b3
+            dst = gx[n, c]
+            for h in range(h_in):
+                for w in range(w_in):
+                    dst[h, w] = g[h + pt, w + pl]
 
 
 # ---- fused im2col / col2im ---------------------------------------------------------------------

@@ -199,10 +199,21 @@ class Conv2d(Function):
         self.geom = A.Geometry(x.shape, W.shape, self.stride, self.pads, self.out_hw, self.dilation,
                                self.groups, x.dtype)
         self.algorithm = A.choose(x, W, b, self.relu, self.geom, self.need_grad, "cupy" if gpu else "numpy")
-        y, self._saved = self.algorithm.forward(x, W, b, self.relu, self.geom)
+        y, state = self.algorithm.forward(x, W, b, self.relu, self.geom)
+        if self.need_grad:
+            self._saved = state
+        else:  # no backward will read it: its scratch goes back to the pool now
+            self.algorithm.recycle(state)
         if self.relu:
             self._saved_y = y
         return y
+
+    def release(self):
+        state = getattr(self, "_saved", None)
+        super().release()
+        if state is not None:
+            # the graph is done with the saved state (backward ran without retain_graph)
+            self.algorithm.recycle(state)
 
     def backward(self, gy):
         gy = gy if gy.flags.c_contiguous else gy.copy()

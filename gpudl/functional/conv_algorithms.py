@@ -33,6 +33,7 @@ import time
 import numpy as np
 
 from .. import backend
+from . import _workspace as W_
 
 __all__ = ["ALGORITHMS", "Geometry", "algorithms_for", "choose", "choices", "clear_choices",
            "tuning_seconds", "fixed_rule"]
@@ -61,6 +62,10 @@ class Geometry:
 class Im2col:
     name = "im2col"
     backends = ("numpy",)
+
+    @staticmethod
+    def recycle(state):
+        """The saved arrays are ordinary ones: nothing to hand back."""
 
     @staticmethod
     def applicable(geom):
@@ -168,7 +173,7 @@ class Fused:
         n, c = geom.x_shape[:2]
         ho, wo = geom.out_hw
         (sh, sw), (dh, dw), (pt, _, pl, _) = geom.stride, geom.dilation, geom.pads
-        cols = np.empty((c * kh * kw, n * ho * wo), dtype=x.dtype)
+        cols = W_.take((c * kh * kw, n * ho * wo), x.dtype)
         J.gather_columns(x, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, cols)
         # rows of cols are (C, kh, kw): W's own layout, so W needs no transposed copy
         y = _grouped_gemm(W.reshape(out_ch, cg * kh * kw), cols, geom.groups, out_ch)
@@ -184,7 +189,7 @@ class Fused:
         n, c = geom.x_shape[:2]
         ho, wo = geom.out_hw
         groups = geom.groups
-        gy_t = np.empty((out_ch, n * ho * wo), dtype=gy.dtype)
+        gy_t = W_.take((out_ch, n * ho * wo), gy.dtype)
         db = np.empty((n, out_ch), dtype=gy.dtype)
         J.grad_rows(gy, y if relu else gy, relu, gy_t, db)
         gW = gx = None
@@ -201,7 +206,7 @@ class Fused:
         if need_x:
             w2 = W.reshape(out_ch, cg * kh * kw)
             if groups == 1:
-                gcols = w2.T @ gy_t  # (C*kh*kw, N*Ho*Wo)
+                gcols = np.matmul(w2.T, gy_t, out=W_.take((c * kh * kw, gy_t.shape[1]), gy.dtype))
             else:
                 fg = out_ch // groups
                 gcols = np.matmul(w2.reshape(groups, fg, -1).transpose(0, 2, 1),
@@ -209,8 +214,14 @@ class Fused:
             gx = np.empty(geom.x_shape, dtype=gy.dtype)
             (sh, sw), (dh, dw), (pt, _, pl, _) = geom.stride, geom.dilation, geom.pads
             J.scatter_columns(gcols, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, gx)
+            W_.give(gcols)
+        W_.give(gy_t)
         gb = db.sum(axis=0) if has_b else None
         return gx, gW, gb
+
+    @staticmethod
+    def recycle(state):
+        W_.give(state[0])
 
 
 # ---- Winograd F(2x2, 3x3) -----------------------------------------------------------------------
@@ -218,6 +229,8 @@ class Fused:
 # G (4x3) of F(2x2, 3x3): U = G g G^T for each 3x3 kernel g, as one (16, 9) matrix G (x) G
 _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 _GG = np.kron(_G, _G)
+#: bytes of one image chunk's GEMM result: well inside a server CPU's last-level cache
+CHUNK_BYTES = 4 << 20
 
 
 class Winograd:
@@ -235,20 +248,36 @@ class Winograd:
         return (ho + 1) // 2, (wo + 1) // 2
 
     @staticmethod
+    def _chunks(n, out_ch, t_img):
+        """Image ranges whose (16, K, tiles) GEMM result stays in the last-level cache, so M,
+        dM and dV are written and read back there instead of in memory."""
+        per = max(1, CHUNK_BYTES // (16 * 4 * out_ch * t_img))
+        return [(lo, min(lo + per, n)) for lo in range(0, n, per)]
+
+    @staticmethod
     def forward(x, W, b, relu, geom):
         from . import _conv_jit as J
         out_ch, c = W.shape[:2]
         n = geom.x_shape[0]
         th, tw = Winograd._tiles(geom)
+        t_img = th * tw
         pt, pl = geom.pads[0], geom.pads[2]
         gg = _GG.astype(x.dtype)
         # U (16, K, C): the kernels in the transformed domain
         U = (gg @ W.reshape(out_ch * c, 9).T).reshape(16, out_ch, c)
-        V = np.empty((16, c, n * th * tw), dtype=x.dtype)
+        V = W_.take((16, c, n * t_img), x.dtype)
         J.winograd_input(x, pt, pl, th, tw, V)
-        M = np.matmul(U, V)  # (16, K, P): the 16 GEMMs over channels
         out = np.empty(geom.y_shape, dtype=x.dtype)
-        J.winograd_output(M, _bias_or_empty(b, x.dtype), relu, tw, out)
+        bias = _bias_or_empty(b, x.dtype)
+        chunks = Winograd._chunks(n, out_ch, t_img)
+        bufs = {}  # GEMM results by chunk size: contiguous, so the products run in BLAS
+        for lo, hi in chunks:
+            M = bufs.get(hi - lo)
+            if M is None:
+                M = bufs[hi - lo] = W_.take((16, out_ch, (hi - lo) * t_img), x.dtype)
+            np.matmul(U, V[:, :, lo * t_img:hi * t_img], out=M)  # the 16 GEMMs over channels
+            J.winograd_output(M, bias, relu, tw, out[lo:hi])
+        W_.give(*bufs.values())
         return out, (V, U, W)
 
     @staticmethod
@@ -258,20 +287,37 @@ class Winograd:
         out_ch, c = W.shape[:2]
         n = geom.x_shape[0]
         th, tw = Winograd._tiles(geom)
-        dM = np.empty((16, out_ch, n * th * tw), dtype=gy.dtype)
+        t_img = th * tw
         db = np.empty((n, out_ch), dtype=gy.dtype)
-        J.winograd_grad_output(gy, y if relu else gy, relu, tw, dM, db)
-        gW = gx = None
+        yy = y if relu else gy
+        chunks = Winograd._chunks(n, out_ch, t_img)
+        bufs = {}  # (dM, dV) by chunk size, contiguous for BLAS
+        dU = np.zeros((16, out_ch, c), dtype=gy.dtype) if need_w else None
+        gx = np.empty(geom.x_shape, dtype=gy.dtype) if need_x else None
+        Ut = U.transpose(0, 2, 1)
+        for lo, hi in chunks:
+            if hi - lo not in bufs:
+                bufs[hi - lo] = (W_.take((16, out_ch, (hi - lo) * t_img), gy.dtype),
+                                 W_.take((16, c, (hi - lo) * t_img), gy.dtype) if need_x else None)
+            dM, dV = bufs[hi - lo]
+            J.winograd_grad_output(gy[lo:hi], yy[lo:hi], relu, tw, dM, db[lo:hi])
+            if need_w:  # (16, K, C): the chunk's tiles contracted
+                dU += np.matmul(dM, V[:, :, lo * t_img:hi * t_img].transpose(0, 2, 1))
+            if need_x:
+                np.matmul(Ut, dM, out=dV)  # (16, C, tiles)
+                J.winograd_grad_input(dV, geom.pads[0], geom.pads[2], th, tw, gx[lo:hi])
+        for pair in bufs.values():
+            W_.give(*pair)
+        gW = None
         if need_w:
-            dU = np.matmul(dM, V.transpose(0, 2, 1))  # (16, K, C), the long P axis contracted
             gg = _GG.astype(gy.dtype)
             gW = np.ascontiguousarray((gg.T @ dU.reshape(16, -1)).T).reshape(W.shape)
-        if need_x:
-            dV = np.matmul(U.transpose(0, 2, 1), dM)  # (16, C, P)
-            gx = np.empty(geom.x_shape, dtype=gy.dtype)
-            J.winograd_grad_input(dV, geom.pads[0], geom.pads[2], th, tw, gx)
         gb = db.sum(axis=0) if has_b else None
         return gx, gW, gb
+
+    @staticmethod
+    def recycle(state):
+        W_.give(state[0])
 
 
 # ---- the GPU path ---------------------------------------------------------------------------------
@@ -282,6 +328,10 @@ class CudaIm2col:
 
     name = "im2col"
     backends = ("cupy",)
+
+    @staticmethod
+    def recycle(state):
+        """CuPy's memory pool already reuses the device buffers."""
 
     @staticmethod
     def applicable(geom):
@@ -386,7 +436,9 @@ def _run_once(alg, x, W, b, relu, geom, need_grad):
     if need_grad:
         alg.backward(state, y, y, relu, True, True, b is not None, geom)
     backend.synchronize()
-    return time.perf_counter() - t0
+    elapsed = time.perf_counter() - t0
+    alg.recycle(state)
+    return elapsed
 
 
 def _time_candidates(x, W, b, relu, geom, need_grad, backend_name):
