@@ -296,3 +296,60 @@ def test_training_a_cnn_is_the_same_under_every_algorithm():
     for alg in ("fused", "winograd"):
         for a, b in zip(finals[alg], finals["im2col"]):
             np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5, err_msg=alg)
+
+
+# ---- the scratch pool ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("alg", ["fused", "winograd"])
+def test_a_retained_graph_keeps_its_saved_state_out_of_the_pool(alg):
+    """backward twice (retain_graph) reads the saved tiles/columns twice: they must not have
+    gone back to the pool after the first, where another conv could overwrite them."""
+    backend.conv_algorithm = alg
+    rng = np.random.default_rng(13)
+    x = gpudl.Tensor(rng.standard_normal((4, 16, 12, 12)).astype(np.float32), requires_grad=True)
+    W = gpudl.Parameter(rng.standard_normal((16, 16, 3, 3)).astype(np.float32))
+    y = F.conv2d(x, W, padding=1)
+    loss = (y * y).sum()
+    loss.backward(retain_graph=True)
+    first = W.grad.copy()
+    # another conv of the same shape in between would take any buffer handed back too early
+    F.conv2d(gpudl.Tensor(rng.standard_normal((4, 16, 12, 12)).astype(np.float32) * 100), W, padding=1)
+    W.grad = None
+    loss.backward()
+    np.testing.assert_array_equal(W.grad, first)
+
+
+def test_the_pool_reuses_and_stays_bounded(monkeypatch):
+    from gpudl.functional import _workspace
+    _workspace.clear()
+    a = _workspace.take((64, 1024), np.float32)
+    _workspace.give(a)
+    assert _workspace.take((64, 1024), np.float32) is a  # the same array comes back
+    assert _workspace.take((64, 1024), np.float32) is not a  # ... once
+    monkeypatch.setattr(_workspace, "MAX_BYTES", 3 * a.nbytes)
+    arrays = [np.empty((64, 1024), np.float32) for _ in range(5)]
+    _workspace.give(*arrays)
+    assert _workspace.idle_bytes() <= 3 * a.nbytes
+    view = np.empty((128, 1024), np.float32)[:64]
+    before = _workspace.idle_bytes()
+    _workspace.give(view)  # a view of someone's array is never recycled
+    assert _workspace.idle_bytes() == before
+    _workspace.clear()
+    assert _workspace.idle_bytes() == 0
+
+
+def test_inference_hands_its_scratch_back_at_once():
+    from gpudl.functional import _workspace
+    backend.conv_algorithm = "winograd"
+    _workspace.clear()
+    rng = np.random.default_rng(14)
+    x = gpudl.Tensor(rng.standard_normal((4, 16, 12, 12)).astype(np.float32))
+    W = gpudl.Tensor(rng.standard_normal((16, 16, 3, 3)).astype(np.float32))
+    with gpudl.no_grad():
+        y1 = F.conv2d(x, W, padding=1).numpy()
+    idle = _workspace.idle_bytes()
+    assert idle > 0  # the transformed tiles and the GEMM result went back
+    with gpudl.no_grad():
+        y2 = F.conv2d(x, W, padding=1).numpy()
+    assert _workspace.idle_bytes() == idle  # ... and were taken and returned again, not grown
+    np.testing.assert_array_equal(y1, y2)
