@@ -20,11 +20,67 @@ Imported lazily: ``import gpudl`` never loads numba.
 """
 from __future__ import annotations
 
-import numpy as np
-from numba import njit, prange
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
-#: parallel blocks of planes: a few per thread balances the load, each allocates its scratch once
-_BLOCKS = 64
+import numpy as np
+from numba import njit
+
+_pool = None
+_pool_lock = threading.Lock()
+_threads = None
+
+
+def threads() -> int:
+    """Threads the compiled loops use: ``GPUDL_CPU_THREADS``, else the CPUs this process may run on."""
+    global _threads
+    if _threads is None:
+        env = os.environ.get("GPUDL_CPU_THREADS")
+        if env is not None:
+            try:
+                _threads = max(1, int(env))
+            except ValueError:
+                raise ValueError(f"GPUDL_CPU_THREADS expected a positive integer, got {env!r}") from None
+        else:
+            try:
+                _threads = len(os.sched_getaffinity(0))
+            except AttributeError:  # pragma: no cover (not Linux)
+                _threads = os.cpu_count() or 1
+    return _threads
+
+
+def set_threads(n: int) -> None:
+    """Use ``n`` threads from now on (the work split, and so every result, stays the same)."""
+    global _threads, _pool
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"set_threads expected a positive int, got {n!r}")
+    with _pool_lock:
+        _threads = n
+        if _pool is not None:
+            _pool.shutdown(wait=False)
+            _pool = None
+
+
+def run_blocks(fn, n_jobs, *args):
+    """fn(*args, lo, hi) over [0, n_jobs) split into one contiguous range per thread; the last
+    runs in the calling thread. The loops are compiled with nogil, so the threads run at once.
+    A job is one output plane or row, and each is computed by one call in a fixed order, so the
+    results do not depend on the number of threads."""
+    global _pool
+    n = min(threads(), n_jobs)
+    if n <= 1:
+        fn(*args, 0, n_jobs)
+        return
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=threads() - 1, thread_name_prefix="gpudl-conv")
+        pool = _pool
+    bounds = [i * n_jobs // n for i in range(n + 1)]
+    futures = [pool.submit(fn, *args, bounds[i], bounds[i + 1]) for i in range(n - 1)]
+    fn(*args, bounds[n - 1], bounds[n])
+    for f in futures:
+        f.result()
 
 # ---- Winograd F(2x2, 3x3) ----------------------------------------------------------------------
 
@@ -37,212 +93,253 @@ _BLOCKS = 64
 # touched 16 addresses a multiple of channels*P*4 bytes apart, the same cache sets: 3-5x slower.
 
 
-@njit(parallel=True, cache=True)
+# Each kernel is a serial compiled function over a range of planes (scratch made once per
+# range), run on a few Python threads by run_blocks (compiled with nogil). numba's parallel=True
+# took about a minute to compile these four (its passes turn every allocation and slice copy
+# in a prange body into nested parfors), and its OpenMP threads spin after each region, which
+# stole the cores from the BLAS calls between the transforms.
+
+
+@njit(cache=True, nogil=True)
+def _input_plane(src, pt, pl, th, tw, d, rows, buf):
+    """buf (16, th*tw) = the transformed tiles of one image plane; d is its zero-bordered copy."""
+    h_in, w_in = src.shape
+    hp, wp = d.shape
+    for h in range(max(0, -pt), min(h_in, hp - pt)):
+        for w in range(max(0, -pl), min(w_in, wp - pl)):
+            d[h + pt, w + pl] = src[h, w]
+    for ti in range(th):
+        r = 2 * ti
+        d0, d1, d2, d3 = d[r], d[r + 1], d[r + 2], d[r + 3]
+        for w in range(wp):  # B^T d along the whole tile row
+            rows[0, w] = d0[w] - d2[w]
+            rows[1, w] = d1[w] + d2[w]
+            rows[2, w] = d2[w] - d1[w]
+            rows[3, w] = d1[w] - d3[w]
+        o = ti * tw
+        for u in range(4):  # then B on the right, tile by tile
+            ru = rows[u]
+            b0, b1, b2, b3 = buf[4 * u], buf[4 * u + 1], buf[4 * u + 2], buf[4 * u + 3]
+            for tj in range(tw):
+                q = 2 * tj
+                b0[o + tj] = ru[q] - ru[q + 2]
+                b1[o + tj] = ru[q + 1] + ru[q + 2]
+                b2[o + tj] = ru[q + 2] - ru[q + 1]
+                b3[o + tj] = ru[q + 1] - ru[q + 3]
+
+
+@njit(cache=True, nogil=True)
+def _input_block(x, pt, pl, th, tw, V, lo, hi):
+    """Planes lo..hi-1 (job = n*C + c) of winograd_input, with scratch made once."""
+    c_in = x.shape[1]
+    t_img = th * tw
+    # the border of d is never written, so it stays zero from plane to plane
+    d = np.zeros((2 * th + 2, 2 * tw + 2), dtype=x.dtype)
+    rows = np.empty((4, 2 * tw + 2), dtype=x.dtype)
+    buf = np.empty((16, t_img), dtype=x.dtype)
+    for job in range(lo, hi):
+        n, c = job // c_in, job % c_in
+        _input_plane(x[n, c], pt, pl, th, tw, d, rows, buf)
+        for u in range(16):
+            dst = V[u, c]
+            src = buf[u]
+            base = n * t_img
+            for t in range(t_img):
+                dst[base + t] = src[t]
+
+
 def winograd_input(x, pt, pl, th, tw, V):
     """V[u*4 + v, c, (n*th + ti)*tw + tj] = (B^T d B)[u, v] for the 4x4 tile d of the
     zero-padded image at rows 2*ti - pt.., columns 2*tj - pl..."""
-    n_img, c_in, h_in, w_in = x.shape
-    t_img = th * tw
-    hp, wp = 2 * th + 2, 2 * tw + 2
-    n_jobs = n_img * c_in
-    n_blk = min(n_jobs, _BLOCKS)
-    for blk in prange(n_blk):
-        # scratch made once per block of planes, not once per plane
-        d = np.zeros((hp, wp), dtype=x.dtype)
-        rows = np.empty((4, wp), dtype=x.dtype)
-        buf = np.empty((16, t_img), dtype=x.dtype)
-        for job in range(blk * n_jobs // n_blk, (blk + 1) * n_jobs // n_blk):
-            n = job // c_in
-            c = job % c_in
-            src = x[n, c]
-            for h in range(max(0, -pt), min(h_in, hp - pt)):
-                for w in range(max(0, -pl), min(w_in, wp - pl)):
-                    d[h + pt, w + pl] = src[h, w]
-            for ti in range(th):
-                r = 2 * ti
-                d0, d1, d2, d3 = d[r], d[r + 1], d[r + 2], d[r + 3]
-                for w in range(wp):  # B^T d along the whole tile row
-                    rows[0, w] = d0[w] - d2[w]
-                    rows[1, w] = d1[w] + d2[w]
-                    rows[2, w] = d2[w] - d1[w]
-                    rows[3, w] = d1[w] - d3[w]
-                o = ti * tw
-                for u in range(4):  # then B on the right, tile by tile
-                    ru = rows[u]
-                    b0, b1, b2, b3 = buf[4 * u], buf[4 * u + 1], buf[4 * u + 2], buf[4 * u + 3]
-                    for tj in range(tw):
-                        q = 2 * tj
-                        b0[o + tj] = ru[q] - ru[q + 2]
-                        b1[o + tj] = ru[q + 1] + ru[q + 2]
-                        b2[o + tj] = ru[q + 2] - ru[q + 1]
-                        b3[o + tj] = ru[q + 1] - ru[q + 3]
-            base = n * t_img
-            for u in range(16):
-                V[u, c, base:base + t_img] = buf[u]
+    run_blocks(_input_block, x.shape[0] * x.shape[1], x, pt, pl, th, tw, V)
 
 
-@njit(parallel=True, cache=True)
-def winograd_output(M, b, relu, tw, out):
-    """out[n, k] = the 2x2 tiles A^T m A of M (16, K, P), cropped to (Ho, Wo), plus b[k]
-    (b of length 0: no bias), then max(., 0) when ``relu``."""
-    n_img, k_out, ho, wo = out.shape
+@njit(cache=True, nogil=True)
+def _output_plane(m, bias, relu, th, tw, yp, dst):
+    """dst (Ho, Wo) = the tiles A^T m A of one output plane, m (16, th*tw), plus bias, ReLU."""
+    ho, wo = dst.shape
+    zero = dst.dtype.type(0)
+    for ti in range(th):
+        o = ti * tw
+        r0, r1 = yp[2 * ti], yp[2 * ti + 1]
+        for tj in range(tw):
+            p = o + tj
+            # A^T m: two rows over the four columns, then A on the right
+            a0 = m[0, p] + m[4, p] + m[8, p]
+            a1 = m[1, p] + m[5, p] + m[9, p]
+            a2 = m[2, p] + m[6, p] + m[10, p]
+            a3 = m[3, p] + m[7, p] + m[11, p]
+            c0 = m[4, p] - m[8, p] - m[12, p]
+            c1 = m[5, p] - m[9, p] - m[13, p]
+            c2 = m[6, p] - m[10, p] - m[14, p]
+            c3 = m[7, p] - m[11, p] - m[15, p]
+            r0[2 * tj] = a0 + a1 + a2 + bias
+            r0[2 * tj + 1] = a1 - a2 - a3 + bias
+            r1[2 * tj] = c0 + c1 + c2 + bias
+            r1[2 * tj + 1] = c1 - c2 - c3 + bias
+    for i in range(ho):
+        for j in range(wo):
+            v = yp[i, j]
+            dst[i, j] = (v if v > zero else zero) if relu else v
+
+
+@njit(cache=True, nogil=True)
+def _output_block(M, b, relu, tw, out, lo, hi):
+    """Planes lo..hi-1 (job = n*K + k) of winograd_output."""
+    k_out, ho = out.shape[1:3]
     th = (ho + 1) // 2
     t_img = th * tw
     has_b = b.shape[0] > 0
-    zero = out.dtype.type(0)
-    n_jobs = n_img * k_out
-    n_blk = min(n_jobs, _BLOCKS)
-    for blk in prange(n_blk):
-        # scratch made once per block of planes, not once per plane
-        m = np.empty((16, t_img), dtype=M.dtype)
-        yp = np.empty((2 * th, 2 * tw), dtype=out.dtype)
-        for job in range(blk * n_jobs // n_blk, (blk + 1) * n_jobs // n_blk):
-            n = job // k_out
-            k = job % k_out
-            bias = b[k] if has_b else zero
-            base = n * t_img
-            for u in range(16):
-                m[u] = M[u, k, base:base + t_img]
-            for ti in range(th):
-                o = ti * tw
-                r0, r1 = yp[2 * ti], yp[2 * ti + 1]
-                for tj in range(tw):
-                    p = o + tj
-                    # A^T m: two rows over the four columns, then A on the right
-                    a0 = m[0, p] + m[4, p] + m[8, p]
-                    a1 = m[1, p] + m[5, p] + m[9, p]
-                    a2 = m[2, p] + m[6, p] + m[10, p]
-                    a3 = m[3, p] + m[7, p] + m[11, p]
-                    c0 = m[4, p] - m[8, p] - m[12, p]
-                    c1 = m[5, p] - m[9, p] - m[13, p]
-                    c2 = m[6, p] - m[10, p] - m[14, p]
-                    c3 = m[7, p] - m[11, p] - m[15, p]
-                    r0[2 * tj] = a0 + a1 + a2 + bias
-                    r0[2 * tj + 1] = a1 - a2 - a3 + bias
-                    r1[2 * tj] = c0 + c1 + c2 + bias
-                    r1[2 * tj + 1] = c1 - c2 - c3 + bias
-            o2 = out[n, k]
-            for i in range(ho):
-                for j in range(wo):
-                    v = yp[i, j]
-                    o2[i, j] = (v if v > zero else zero) if relu else v
+    m = np.empty((16, t_img), dtype=M.dtype)
+    yp = np.empty((2 * th, 2 * tw), dtype=out.dtype)
+    for job in range(lo, hi):
+        n, k = job // k_out, job % k_out
+        base = n * t_img
+        for u in range(16):
+            src = M[u, k]
+            dst = m[u]
+            for t in range(t_img):
+                dst[t] = src[base + t]
+        _output_plane(m, b[k] if has_b else out.dtype.type(0), relu, th, tw, yp, out[n, k])
 
 
-@njit(parallel=True, cache=True)
+def winograd_output(M, b, relu, tw, out):
+    """out[n, k] = the 2x2 tiles A^T m A of M (16, K, P), cropped to (Ho, Wo), plus b[k]
+    (b of length 0: no bias), then max(., 0) when ``relu``."""
+    run_blocks(_output_block, out.shape[0] * out.shape[1], M, b, relu, tw, out)
+
+
+@njit(cache=True, nogil=True)
+def _grad_output_plane(src, yk, relu, th, tw, g, buf):
+    """buf (16, th*tw) = A g A^T per 2x2 tile of one gradient plane (masked by yk > 0 when
+    ``relu``; g is its copy padded to whole tiles); returns the masked plane's sum."""
+    ho, wo = src.shape
+    zero = src.dtype.type(0)
+    total = zero
+    for i in range(ho):
+        for j in range(wo):
+            v = src[i, j]
+            if relu and not yk[i, j] > zero:
+                v = zero
+            g[i, j] = v
+            total += v
+    for ti in range(th):
+        o = ti * tw
+        ga, gb = g[2 * ti], g[2 * ti + 1]
+        for tj in range(tw):
+            p = o + tj
+            g00, g01, g10, g11 = ga[2 * tj], ga[2 * tj + 1], gb[2 * tj], gb[2 * tj + 1]
+            # rows of A g (A = [[1, 0], [1, 1], [1, -1], [0, -1]]), then A^T on the right
+            s10, s11 = g00 + g10, g01 + g11
+            s20, s21 = g00 - g10, g01 - g11
+            buf[0, p] = g00
+            buf[1, p] = g00 + g01
+            buf[2, p] = g00 - g01
+            buf[3, p] = -g01
+            buf[4, p] = s10
+            buf[5, p] = s10 + s11
+            buf[6, p] = s10 - s11
+            buf[7, p] = -s11
+            buf[8, p] = s20
+            buf[9, p] = s20 + s21
+            buf[10, p] = s20 - s21
+            buf[11, p] = -s21
+            buf[12, p] = -g10
+            buf[13, p] = -g10 - g11
+            buf[14, p] = g11 - g10
+            buf[15, p] = g11
+    return total
+
+
+@njit(cache=True, nogil=True)
+def _grad_output_block(gy, y, relu, tw, dM, db, lo, hi):
+    """Planes lo..hi-1 (job = n*K + k) of winograd_grad_output."""
+    k_out, ho = gy.shape[1:3]
+    th = (ho + 1) // 2
+    t_img = th * tw
+    # only the plane's own pixels are written, so the padding past them stays zero
+    g = np.zeros((2 * th, 2 * tw), dtype=gy.dtype)
+    buf = np.empty((16, t_img), dtype=gy.dtype)
+    for job in range(lo, hi):
+        n, k = job // k_out, job % k_out
+        db[n, k] = _grad_output_plane(gy[n, k], y[n, k], relu, th, tw, g, buf)
+        base = n * t_img
+        for u in range(16):
+            dst = dM[u, k]
+            src = buf[u]
+            for t in range(t_img):
+                dst[base + t] = src[t]
+
+
 def winograd_grad_output(gy, y, relu, tw, dM, db):
     """dM[:, k, p] = A g A^T for each 2x2 tile g of gy (N, K, Ho, Wo) (masked by y > 0 when
     ``relu``; zero past the edge), and db[n, k] = the sum of image n's masked plane k."""
-    n_img, k_out, ho, wo = gy.shape
-    th = (ho + 1) // 2
+    run_blocks(_grad_output_block, gy.shape[0] * gy.shape[1], gy, y, relu, tw, dM, db)
+
+
+@njit(cache=True, nogil=True)
+def _grad_input_plane(e, pt, pl, th, tw, g, z, dst):
+    """dst (H, W) = the sum over one plane's tiles of B dV B^T, e (16, th*tw) its dV rows."""
+    h_in, w_in = dst.shape
+    g[:, :] = 0  # the plane accumulates overlapping tiles: start from zero
+    for ti in range(th):
+        o = ti * tw
+        for v in range(4):  # B on the left, for every tile of the row
+            e0, e1, e2, e3 = e[v, o:o + tw], e[4 + v, o:o + tw], e[8 + v, o:o + tw], e[12 + v, o:o + tw]
+            for tj in range(tw):
+                z[0, v, tj] = e0[tj]
+                z[1, v, tj] = e1[tj] - e2[tj] + e3[tj]
+                z[2, v, tj] = e1[tj] + e2[tj] - e0[tj]
+                z[3, v, tj] = -e3[tj]
+        for r in range(4):  # then B^T on the right, tiles overlapping by two columns
+            row = g[2 * ti + r]
+            zr = z[r]
+            for tj in range(tw):
+                b0, b1, b2, b3 = zr[0, tj], zr[1, tj], zr[2, tj], zr[3, tj]
+                q = 2 * tj
+                row[q] += b0
+                row[q + 1] += b1 - b2 + b3
+                row[q + 2] += b1 + b2 - b0
+                row[q + 3] -= b3
+    for h in range(h_in):
+        for w in range(w_in):
+            dst[h, w] = g[h + pt, w + pl]
+
+
+@njit(cache=True, nogil=True)
+def _grad_input_block(dV, pt, pl, th, tw, gx, lo, hi):
+    """Planes lo..hi-1 (job = n*C + c) of winograd_grad_input."""
+    c_in = gx.shape[1]
     t_img = th * tw
-    zero = gy.dtype.type(0)
-    n_jobs = n_img * k_out
-    n_blk = min(n_jobs, _BLOCKS)
-    for blk in prange(n_blk):
-        # scratch made once per block of planes, not once per plane
-        g = np.zeros((2 * th, 2 * tw), dtype=gy.dtype)
-        buf = np.empty((16, t_img), dtype=gy.dtype)
-        for job in range(blk * n_jobs // n_blk, (blk + 1) * n_jobs // n_blk):
-            n = job // k_out
-            k = job % k_out
-            # the masked plane, padded to whole tiles, and its sum for the bias gradient
-            src = gy[n, k]
-            yk = y[n, k]
-            total = zero
-            for i in range(ho):
-                for j in range(wo):
-                    v = src[i, j]
-                    if relu and not yk[i, j] > zero:
-                        v = zero
-                    g[i, j] = v
-                    total += v
-            db[n, k] = total
-            for ti in range(th):
-                o = ti * tw
-                ga, gb = g[2 * ti], g[2 * ti + 1]
-                for tj in range(tw):
-                    p = o + tj
-                    g00, g01, g10, g11 = ga[2 * tj], ga[2 * tj + 1], gb[2 * tj], gb[2 * tj + 1]
-                    # rows of A g (A = [[1, 0], [1, 1], [1, -1], [0, -1]]), then A^T on the right
-                    s10, s11 = g00 + g10, g01 + g11
-                    s20, s21 = g00 - g10, g01 - g11
-                    buf[0, p] = g00
-                    buf[1, p] = g00 + g01
-                    buf[2, p] = g00 - g01
-                    buf[3, p] = -g01
-                    buf[4, p] = s10
-                    buf[5, p] = s10 + s11
-                    buf[6, p] = s10 - s11
-                    buf[7, p] = -s11
-                    buf[8, p] = s20
-                    buf[9, p] = s20 + s21
-                    buf[10, p] = s20 - s21
-                    buf[11, p] = -s21
-                    buf[12, p] = -g10
-                    buf[13, p] = -g10 - g11
-                    buf[14, p] = g11 - g10
-                    buf[15, p] = g11
-            base = n * t_img
-            for u in range(16):
-                dM[u, k, base:base + t_img] = buf[u]
+    e = np.empty((16, t_img), dtype=dV.dtype)
+    g = np.empty((2 * th + 2, 2 * tw + 2), dtype=gx.dtype)
+    z = np.empty((4, 4, tw), dtype=gx.dtype)  # one tile row's B dV: (row, column, tile)
+    for job in range(lo, hi):
+        n, c = job // c_in, job % c_in
+        base = n * t_img
+        for u in range(16):
+            src = dV[u, c]
+            dst = e[u]
+            for t in range(t_img):
+                dst[t] = src[base + t]
+        _grad_input_plane(e, pt, pl, th, tw, g, z, gx[n, c])
 
 
-@njit(parallel=True, cache=True)
 def winograd_grad_input(dV, pt, pl, th, tw, gx):
     """gx[n, c] = the sum over tiles of B dV B^T, each 4x4 tile added at rows 2*ti - pt..,
     columns 2*tj - pl.. (the padding's share dropped); one thread owns each image plane."""
-    n_img, c_in, h_in, w_in = gx.shape
-    t_img = th * tw
-    hp, wp = 2 * th + 2, 2 * tw + 2
-    n_jobs = n_img * c_in
-    n_blk = min(n_jobs, _BLOCKS)
-    for blk in prange(n_blk):
-        # scratch made once per block of planes, not once per plane
-        e = np.empty((16, t_img), dtype=dV.dtype)
-        g = np.zeros((hp, wp), dtype=gx.dtype)
-        z = np.empty((4, 4, tw), dtype=gx.dtype)  # one tile row's B dV: (row, column, tile)
-        for job in range(blk * n_jobs // n_blk, (blk + 1) * n_jobs // n_blk):
-            n = job // c_in
-            c = job % c_in
-            base = n * t_img
-            for u in range(16):
-                e[u] = dV[u, c, base:base + t_img]
-            g[:, :] = 0  # the plane accumulates overlapping tiles: start each one from zero
-            for ti in range(th):
-                o = ti * tw
-                for v in range(4):  # B on the left, for every tile of the row
-                    e0, e1, e2, e3 = e[v, o:o + tw], e[4 + v, o:o + tw], e[8 + v, o:o + tw], e[12 + v, o:o + tw]
-                    for tj in range(tw):
-                        z[0, v, tj] = e0[tj]
-                        z[1, v, tj] = e1[tj] - e2[tj] + e3[tj]
-                        z[2, v, tj] = e1[tj] + e2[tj] - e0[tj]
-                        z[3, v, tj] = -e3[tj]
-                for r in range(4):  # then B^T on the right, tiles overlapping by two columns
-                    row = g[2 * ti + r]
-                    zr = z[r]
-                    for tj in range(tw):
-                        b0, b1, b2, b3 = zr[0, tj], zr[1, tj], zr[2, tj], zr[3, tj]
-                        q = 2 * tj
-                        row[q] += b0
-                        row[q + 1] += b1 - b2 + b3
-                        row[q + 2] += b1 + b2 - b0
-                        row[q + 3] -= b3
-            dst = gx[n, c]
-            for h in range(h_in):
-                for w in range(w_in):
-                    dst[h, w] = g[h + pt, w + pl]
+    run_blocks(_grad_input_block, gx.shape[0] * gx.shape[1], dV, pt, pl, th, tw, gx)
 
 
 # ---- fused im2col / col2im ---------------------------------------------------------------------
 
 
-@njit(parallel=True, cache=True)
-def gather_columns(x, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, cols):
-    """cols[(c*kh + a)*kw + b, (n*Ho + i)*Wo + j] = x[n, c, i*sh + a*dh - pt, j*sw + b*dw - pl]
-    (zero in the padding)."""
+@njit(cache=True, nogil=True)
+def _gather_block(x, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, cols, lo, hi):
+    """Rows lo..hi-1 of gather_columns (row = (c*kh + a)*kw + b)."""
     n_img, c_in, h_in, w_in = x.shape
     zero = x.dtype.type(0)
-    for row in prange(c_in * kh * kw):
+    for row in range(lo, hi):
         c = row // (kh * kw)
         a = (row // kw) % kh
         b = row % kw
@@ -262,14 +359,18 @@ def gather_columns(x, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, cols):
                     out[base + j] = src[w] if 0 <= w < w_in else zero
 
 
-@njit(parallel=True, cache=True)
-def scatter_columns(gcols, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, gx):
-    """gx[n, c, h, w] = the sum of gcols[(c*kh + a)*kw + b, (n*Ho + i)*Wo + j] over the taps
-    (a, b) and output pixels (i, j) that read input pixel (h, w): col2im, gathered per pixel so
-    each thread writes only its own image planes, in a fixed order."""
+def gather_columns(x, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, cols):
+    """cols[(c*kh + a)*kw + b, (n*Ho + i)*Wo + j] = x[n, c, i*sh + a*dh - pt, j*sw + b*dw - pl]
+    (zero in the padding)."""
+    run_blocks(_gather_block, x.shape[1] * kh * kw, x, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, cols)
+
+
+@njit(cache=True, nogil=True)
+def _scatter_block(gcols, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, gx, lo, hi):
+    """Planes lo..hi-1 (job = n*C + c) of scatter_columns."""
     n_img, c_in, h_in, w_in = gx.shape
     zero = gx.dtype.type(0)
-    for job in prange(n_img * c_in):
+    for job in range(lo, hi):
         n = job // c_in
         c = job % c_in
         g = gx[n, c]
@@ -291,44 +392,65 @@ def scatter_columns(gcols, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, gx):
                             row[w] += src[base + j]
 
 
-@njit(parallel=True, cache=True)
+def scatter_columns(gcols, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, gx):
+    """gx[n, c, h, w] = the sum of gcols[(c*kh + a)*kw + b, (n*Ho + i)*Wo + j] over the taps
+    (a, b) and output pixels (i, j) that read input pixel (h, w): col2im, gathered per pixel so
+    each thread writes only its own image planes, in a fixed order."""
+    run_blocks(_scatter_block, gx.shape[0] * gx.shape[1], gcols, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, gx)
+
+
+@njit(cache=True, nogil=True)
+def _bias_relu_block(y, b, relu, out, lo, hi):
+    """Planes lo..hi-1 (job = n*K + k) of bias_relu_nchw."""
+    k_out, ho, wo = out.shape[1:]
+    hw = ho * wo
+    has_b = b.shape[0] > 0
+    zero = out.dtype.type(0)
+    for job in range(lo, hi):
+        n = job // k_out
+        k = job % k_out
+        bias = b[k] if has_b else zero
+        src = y[k]
+        dst = out[n, k]
+        base = n * hw
+        for i in range(ho):
+            row = dst[i]
+            for j in range(wo):
+                v = src[base + i * wo + j] + bias
+                row[j] = (v if v > zero else zero) if relu else v
+
+
 def bias_relu_nchw(y, b, relu, out):
     """out (N, K, Ho, Wo) from the GEMM's (K, N*Ho*Wo) result, plus b[k] (b of length 0: no
     bias), then max(., 0) when ``relu``: the epilogue in one pass."""
-    n_img, k_out, ho, wo = out.shape
-    hw = ho * wo
-    has_b = b.shape[0] > 0
-    for job in prange(n_img * k_out):
-        n = job // k_out
-        k = job % k_out
-        bias = b[k] if has_b else out.dtype.type(0)
-        src = y[k]
-        dst = out[n, k].reshape(hw)
-        base = n * hw
-        for q in range(hw):
-            v = src[base + q] + bias
-            dst[q] = max(v, 0) if relu else v
+    run_blocks(_bias_relu_block, out.shape[0] * out.shape[1], y, b, relu, out)
 
 
-@njit(parallel=True, cache=True)
-def grad_rows(gy, y, relu, gy_t, db):
-    """gy_t (K, N*Ho*Wo) = gy (N, K, Ho, Wo) moved channel-first (masked by y > 0 when
-    ``relu``) and db[n, k] = the sum of its plane, in one pass."""
-    n_img, k_out, ho, wo = gy.shape
+@njit(cache=True, nogil=True)
+def _grad_rows_block(gy, y, relu, gy_t, db, lo, hi):
+    """Planes lo..hi-1 (job = n*K + k) of grad_rows."""
+    k_out, ho, wo = gy.shape[1:]
     hw = ho * wo
     zero = gy.dtype.type(0)
-    for job in prange(n_img * k_out):
+    for job in range(lo, hi):
         n = job // k_out
         k = job % k_out
-        src = gy[n, k].reshape(hw)
-        ys = y[n, k].reshape(hw)
+        src = gy[n, k]
+        ys = y[n, k]
         dst = gy_t[k]
         base = n * hw
         total = zero
-        for q in range(hw):
-            v = src[q]
-            if relu and not ys[q] > 0:
-                v = zero
-            dst[base + q] = v
-            total += v
+        for i in range(ho):
+            for j in range(wo):
+                v = src[i, j]
+                if relu and not ys[i, j] > zero:
+                    v = zero
+                dst[base + i * wo + j] = v
+                total += v
         db[n, k] = total
+
+
+def grad_rows(gy, y, relu, gy_t, db):
+    """gy_t (K, N*Ho*Wo) = gy (N, K, Ho, Wo) moved channel-first (masked by y > 0 when
+    ``relu``) and db[n, k] = the sum of its plane, in one pass."""
+    run_blocks(_grad_rows_block, gy.shape[0] * gy.shape[1], gy, y, relu, gy_t, db)

@@ -384,8 +384,8 @@ _tuning = {"seconds": 0.0, "shapes": 0}
 
 
 def _threads():
-    import numba
-    return numba.get_num_threads()
+    from ._conv_jit import threads
+    return threads()
 
 
 def choose(x, W, b, relu, geom, need_grad, backend_name):

@@ -145,25 +145,37 @@ def test_winograd_float32_error_within_10x_of_im2col(shape):
 # ---- thread-count independence ----------------------------------------------------------------
 
 def test_compiled_paths_do_not_depend_on_the_thread_count():
-    numba = pytest.importorskip("numba")
-    if numba.config.NUMBA_NUM_THREADS < 2:
-        pytest.skip("needs numba to allow 2 threads")
+    from gpudl.functional import _conv_jit
     rng = np.random.default_rng(6)
     x = rng.standard_normal((3, 5, 9, 9)).astype(np.float32)
     W = rng.standard_normal((4, 5, 3, 3)).astype(np.float32)
     gy = rng.standard_normal((3, 4, 9, 9)).astype(np.float32)
-    old = numba.get_num_threads()
+    old = _conv_jit.threads()
     try:
         for alg in ("fused", "winograd"):
             outs = []
-            for t in (1, 2):
-                numba.set_num_threads(t)
+            for t in (1, 2, 3):
+                _conv_jit.set_threads(t)
                 A.clear_choices()
                 outs.append(_run(alg, x, W, None, gy, padding=1)[:3])
-            for a, b in zip(*outs):
-                np.testing.assert_array_equal(a, b, err_msg=alg)
+            for other in outs[1:]:
+                for a, b in zip(outs[0], other):
+                    np.testing.assert_array_equal(a, b, err_msg=alg)
     finally:
-        numba.set_num_threads(old)
+        _conv_jit.set_threads(old)
+
+
+def test_thread_settings_are_checked(monkeypatch):
+    from gpudl.functional import _conv_jit
+    with pytest.raises(ValueError, match="set_threads expected a positive int, got 0"):
+        _conv_jit.set_threads(0)
+    monkeypatch.setattr(_conv_jit, "_threads", None)
+    monkeypatch.setenv("GPUDL_CPU_THREADS", "many")
+    with pytest.raises(ValueError, match="GPUDL_CPU_THREADS expected a positive integer, got 'many'"):
+        _conv_jit.threads()
+    monkeypatch.setenv("GPUDL_CPU_THREADS", "3")
+    assert _conv_jit.threads() == 3
+    monkeypatch.setattr(_conv_jit, "_threads", None)  # back to the default on teardown
 
 
 # ---- the choice --------------------------------------------------------------------------------
