@@ -94,58 +94,51 @@ def run_blocks(fn, n_jobs, *args):
 
 
 # Each kernel is a serial compiled function over a range of planes (scratch made once per
-# range), run on a few Python threads by run_blocks (compiled with nogil). numba's parallel=True
+# range, inside the function: arrays it allocates itself are known not to overlap its
+# arguments, which lets LLVM vectorise the loops; the same code split into a per-plane
+# function taking the scratch as arguments ran 2x slower), run on a few Python threads by
+# run_blocks (compiled with nogil). numba's parallel=True
 # took about a minute to compile these four (its passes turn every allocation and slice copy
 # in a prange body into nested parfors), and its OpenMP threads spin after each region, which
 # stole the cores from the BLAS calls between the transforms.
 
 
 @njit(cache=True, nogil=True)
-def _input_plane(src, pt, pl, th, tw, d, rows, buf):
-    """buf (16, th*tw) = the transformed tiles of one image plane; d is its zero-bordered copy."""
-    h_in, w_in = src.shape
-    hp, wp = d.shape
-    for h in range(max(0, -pt), min(h_in, hp - pt)):
-        for w in range(max(0, -pl), min(w_in, wp - pl)):
-            d[h + pt, w + pl] = src[h, w]
-    for ti in range(th):
-        r = 2 * ti
-        d0, d1, d2, d3 = d[r], d[r + 1], d[r + 2], d[r + 3]
-        for w in range(wp):  # B^T d along the whole tile row
-            rows[0, w] = d0[w] - d2[w]
-            rows[1, w] = d1[w] + d2[w]
-            rows[2, w] = d2[w] - d1[w]
-            rows[3, w] = d1[w] - d3[w]
-        o = ti * tw
-        for u in range(4):  # then B on the right, tile by tile
-            ru = rows[u]
-            b0, b1, b2, b3 = buf[4 * u], buf[4 * u + 1], buf[4 * u + 2], buf[4 * u + 3]
-            for tj in range(tw):
-                q = 2 * tj
-                b0[o + tj] = ru[q] - ru[q + 2]
-                b1[o + tj] = ru[q + 1] + ru[q + 2]
-                b2[o + tj] = ru[q + 2] - ru[q + 1]
-                b3[o + tj] = ru[q + 1] - ru[q + 3]
-
-
-@njit(cache=True, nogil=True)
 def _input_block(x, pt, pl, th, tw, V, lo, hi):
-    """Planes lo..hi-1 (job = n*C + c) of winograd_input, with scratch made once."""
-    c_in = x.shape[1]
+    """Planes lo..hi-1 (job = n*C + c) of winograd_input."""
+    c_in, h_in, w_in = x.shape[1:]
     t_img = th * tw
+    hp, wp = 2 * th + 2, 2 * tw + 2
     # the border of d is never written, so it stays zero from plane to plane
-    d = np.zeros((2 * th + 2, 2 * tw + 2), dtype=x.dtype)
-    rows = np.empty((4, 2 * tw + 2), dtype=x.dtype)
+    d = np.zeros((hp, wp), dtype=x.dtype)
+    rows = np.empty((4, wp), dtype=x.dtype)
     buf = np.empty((16, t_img), dtype=x.dtype)
     for job in range(lo, hi):
         n, c = job // c_in, job % c_in
-        _input_plane(x[n, c], pt, pl, th, tw, d, rows, buf)
+        src = x[n, c]
+        for h in range(max(0, -pt), min(h_in, hp - pt)):
+            for w in range(max(0, -pl), min(w_in, wp - pl)):
+                d[h + pt, w + pl] = src[h, w]
+        for ti in range(th):
+            r = 2 * ti
+            d0, d1, d2, d3 = d[r], d[r + 1], d[r + 2], d[r + 3]
+            for w in range(wp):  # B^T d along the whole tile row
+                rows[0, w] = d0[w] - d2[w]
+                rows[1, w] = d1[w] + d2[w]
+                rows[2, w] = d2[w] - d1[w]
+                rows[3, w] = d1[w] - d3[w]
+            o = ti * tw
+            for u in range(4):  # then B on the right, tile by tile
+                ru = rows[u]
+                b0, b1, b2, b3 = buf[4 * u], buf[4 * u + 1], buf[4 * u + 2], buf[4 * u + 3]
+                for tj in range(tw):
+                    q = 2 * tj
+                    b0[o + tj] = ru[q] - ru[q + 2]
+                    b1[o + tj] = ru[q + 1] + ru[q + 2]
+                    b2[o + tj] = ru[q + 2] - ru[q + 1]
+                    b3[o + tj] = ru[q + 1] - ru[q + 3]
         for u in range(16):
-            dst = V[u, c]
-            src = buf[u]
-            base = n * t_img
-            for t in range(t_img):
-                dst[base + t] = src[t]
+            V[u, c, n * t_img:(n + 1) * t_img] = buf[u]
 
 
 def winograd_input(x, pt, pl, th, tw, V):
@@ -155,52 +148,44 @@ def winograd_input(x, pt, pl, th, tw, V):
 
 
 @njit(cache=True, nogil=True)
-def _output_plane(m, bias, relu, th, tw, yp, dst):
-    """dst (Ho, Wo) = the tiles A^T m A of one output plane, m (16, th*tw), plus bias, ReLU."""
-    ho, wo = dst.shape
-    zero = dst.dtype.type(0)
-    for ti in range(th):
-        o = ti * tw
-        r0, r1 = yp[2 * ti], yp[2 * ti + 1]
-        for tj in range(tw):
-            p = o + tj
-            # A^T m: two rows over the four columns, then A on the right
-            a0 = m[0, p] + m[4, p] + m[8, p]
-            a1 = m[1, p] + m[5, p] + m[9, p]
-            a2 = m[2, p] + m[6, p] + m[10, p]
-            a3 = m[3, p] + m[7, p] + m[11, p]
-            c0 = m[4, p] - m[8, p] - m[12, p]
-            c1 = m[5, p] - m[9, p] - m[13, p]
-            c2 = m[6, p] - m[10, p] - m[14, p]
-            c3 = m[7, p] - m[11, p] - m[15, p]
-            r0[2 * tj] = a0 + a1 + a2 + bias
-            r0[2 * tj + 1] = a1 - a2 - a3 + bias
-            r1[2 * tj] = c0 + c1 + c2 + bias
-            r1[2 * tj + 1] = c1 - c2 - c3 + bias
-    for i in range(ho):
-        for j in range(wo):
-            v = yp[i, j]
-            dst[i, j] = (v if v > zero else zero) if relu else v
-
-
-@njit(cache=True, nogil=True)
 def _output_block(M, b, relu, tw, out, lo, hi):
     """Planes lo..hi-1 (job = n*K + k) of winograd_output."""
-    k_out, ho = out.shape[1:3]
+    k_out, ho, wo = out.shape[1:]
     th = (ho + 1) // 2
     t_img = th * tw
     has_b = b.shape[0] > 0
+    zero = out.dtype.type(0)
     m = np.empty((16, t_img), dtype=M.dtype)
     yp = np.empty((2 * th, 2 * tw), dtype=out.dtype)
     for job in range(lo, hi):
         n, k = job // k_out, job % k_out
+        bias = b[k] if has_b else zero
         base = n * t_img
         for u in range(16):
-            src = M[u, k]
-            dst = m[u]
-            for t in range(t_img):
-                dst[t] = src[base + t]
-        _output_plane(m, b[k] if has_b else out.dtype.type(0), relu, th, tw, yp, out[n, k])
+            m[u] = M[u, k, base:base + t_img]
+        for ti in range(th):
+            o = ti * tw
+            r0, r1 = yp[2 * ti], yp[2 * ti + 1]
+            for tj in range(tw):
+                p = o + tj
+                # A^T m: two rows over the four columns, then A on the right
+                a0 = m[0, p] + m[4, p] + m[8, p]
+                a1 = m[1, p] + m[5, p] + m[9, p]
+                a2 = m[2, p] + m[6, p] + m[10, p]
+                a3 = m[3, p] + m[7, p] + m[11, p]
+                c0 = m[4, p] - m[8, p] - m[12, p]
+                c1 = m[5, p] - m[9, p] - m[13, p]
+                c2 = m[6, p] - m[10, p] - m[14, p]
+                c3 = m[7, p] - m[11, p] - m[15, p]
+                r0[2 * tj] = a0 + a1 + a2 + bias
+                r0[2 * tj + 1] = a1 - a2 - a3 + bias
+                r1[2 * tj] = c0 + c1 + c2 + bias
+                r1[2 * tj + 1] = c1 - c2 - c3 + bias
+        dst = out[n, k]
+        for i in range(ho):
+            for j in range(wo):
+                v = yp[i, j]
+                dst[i, j] = (v if v > zero else zero) if relu else v
 
 
 def winograd_output(M, b, relu, tw, out):
@@ -210,65 +195,55 @@ def winograd_output(M, b, relu, tw, out):
 
 
 @njit(cache=True, nogil=True)
-def _grad_output_plane(src, yk, relu, th, tw, g, buf):
-    """buf (16, th*tw) = A g A^T per 2x2 tile of one gradient plane (masked by yk > 0 when
-    ``relu``; g is its copy padded to whole tiles); returns the masked plane's sum."""
-    ho, wo = src.shape
-    zero = src.dtype.type(0)
-    total = zero
-    for i in range(ho):
-        for j in range(wo):
-            v = src[i, j]
-            if relu and not yk[i, j] > zero:
-                v = zero
-            g[i, j] = v
-            total += v
-    for ti in range(th):
-        o = ti * tw
-        ga, gb = g[2 * ti], g[2 * ti + 1]
-        for tj in range(tw):
-            p = o + tj
-            g00, g01, g10, g11 = ga[2 * tj], ga[2 * tj + 1], gb[2 * tj], gb[2 * tj + 1]
-            # rows of A g (A = [[1, 0], [1, 1], [1, -1], [0, -1]]), then A^T on the right
-            s10, s11 = g00 + g10, g01 + g11
-            s20, s21 = g00 - g10, g01 - g11
-            buf[0, p] = g00
-            buf[1, p] = g00 + g01
-            buf[2, p] = g00 - g01
-            buf[3, p] = -g01
-            buf[4, p] = s10
-            buf[5, p] = s10 + s11
-            buf[6, p] = s10 - s11
-            buf[7, p] = -s11
-            buf[8, p] = s20
-            buf[9, p] = s20 + s21
-            buf[10, p] = s20 - s21
-            buf[11, p] = -s21
-            buf[12, p] = -g10
-            buf[13, p] = -g10 - g11
-            buf[14, p] = g11 - g10
-            buf[15, p] = g11
-    return total
-
-
-@njit(cache=True, nogil=True)
 def _grad_output_block(gy, y, relu, tw, dM, db, lo, hi):
     """Planes lo..hi-1 (job = n*K + k) of winograd_grad_output."""
-    k_out, ho = gy.shape[1:3]
+    k_out, ho, wo = gy.shape[1:]
     th = (ho + 1) // 2
     t_img = th * tw
+    zero = gy.dtype.type(0)
     # only the plane's own pixels are written, so the padding past them stays zero
     g = np.zeros((2 * th, 2 * tw), dtype=gy.dtype)
     buf = np.empty((16, t_img), dtype=gy.dtype)
     for job in range(lo, hi):
         n, k = job // k_out, job % k_out
-        db[n, k] = _grad_output_plane(gy[n, k], y[n, k], relu, th, tw, g, buf)
-        base = n * t_img
+        src = gy[n, k]
+        yk = y[n, k]
+        total = zero
+        for i in range(ho):
+            for j in range(wo):
+                v = src[i, j]
+                if relu and not yk[i, j] > zero:
+                    v = zero
+                g[i, j] = v
+                total += v
+        db[n, k] = total
+        for ti in range(th):
+            o = ti * tw
+            ga, gb = g[2 * ti], g[2 * ti + 1]
+            for tj in range(tw):
+                p = o + tj
+                g00, g01, g10, g11 = ga[2 * tj], ga[2 * tj + 1], gb[2 * tj], gb[2 * tj + 1]
+                # rows of A g (A = [[1, 0], [1, 1], [1, -1], [0, -1]]), then A^T on the right
+                s10, s11 = g00 + g10, g01 + g11
+                s20, s21 = g00 - g10, g01 - g11
+                buf[0, p] = g00
+                buf[1, p] = g00 + g01
+                buf[2, p] = g00 - g01
+                buf[3, p] = -g01
+                buf[4, p] = s10
+                buf[5, p] = s10 + s11
+                buf[6, p] = s10 - s11
+                buf[7, p] = -s11
+                buf[8, p] = s20
+                buf[9, p] = s20 + s21
+                buf[10, p] = s20 - s21
+                buf[11, p] = -s21
+                buf[12, p] = -g10
+                buf[13, p] = -g10 - g11
+                buf[14, p] = g11 - g10
+                buf[15, p] = g11
         for u in range(16):
-            dst = dM[u, k]
-            src = buf[u]
-            for t in range(t_img):
-                dst[base + t] = src[t]
+            dM[u, k, n * t_img:(n + 1) * t_img] = buf[u]
 
 
 def winograd_grad_output(gy, y, relu, tw, dM, db):
@@ -278,38 +253,9 @@ def winograd_grad_output(gy, y, relu, tw, dM, db):
 
 
 @njit(cache=True, nogil=True)
-def _grad_input_plane(e, pt, pl, th, tw, g, z, dst):
-    """dst (H, W) = the sum over one plane's tiles of B dV B^T, e (16, th*tw) its dV rows."""
-    h_in, w_in = dst.shape
-    g[:, :] = 0  # the plane accumulates overlapping tiles: start from zero
-    for ti in range(th):
-        o = ti * tw
-        for v in range(4):  # B on the left, for every tile of the row
-            e0, e1, e2, e3 = e[v, o:o + tw], e[4 + v, o:o + tw], e[8 + v, o:o + tw], e[12 + v, o:o + tw]
-            for tj in range(tw):
-                z[0, v, tj] = e0[tj]
-                z[1, v, tj] = e1[tj] - e2[tj] + e3[tj]
-                z[2, v, tj] = e1[tj] + e2[tj] - e0[tj]
-                z[3, v, tj] = -e3[tj]
-        for r in range(4):  # then B^T on the right, tiles overlapping by two columns
-            row = g[2 * ti + r]
-            zr = z[r]
-            for tj in range(tw):
-                b0, b1, b2, b3 = zr[0, tj], zr[1, tj], zr[2, tj], zr[3, tj]
-                q = 2 * tj
-                row[q] += b0
-                row[q + 1] += b1 - b2 + b3
-                row[q + 2] += b1 + b2 - b0
-                row[q + 3] -= b3
-    for h in range(h_in):
-        for w in range(w_in):
-            dst[h, w] = g[h + pt, w + pl]
-
-
-@njit(cache=True, nogil=True)
 def _grad_input_block(dV, pt, pl, th, tw, gx, lo, hi):
     """Planes lo..hi-1 (job = n*C + c) of winograd_grad_input."""
-    c_in = gx.shape[1]
+    c_in, h_in, w_in = gx.shape[1:]
     t_img = th * tw
     e = np.empty((16, t_img), dtype=dV.dtype)
     g = np.empty((2 * th + 2, 2 * tw + 2), dtype=gx.dtype)
@@ -318,11 +264,31 @@ def _grad_input_block(dV, pt, pl, th, tw, gx, lo, hi):
         n, c = job // c_in, job % c_in
         base = n * t_img
         for u in range(16):
-            src = dV[u, c]
-            dst = e[u]
-            for t in range(t_img):
-                dst[t] = src[base + t]
-        _grad_input_plane(e, pt, pl, th, tw, g, z, gx[n, c])
+            e[u] = dV[u, c, base:base + t_img]
+        g[:, :] = 0  # the plane accumulates overlapping tiles: start from zero
+        for ti in range(th):
+            o = ti * tw
+            for v in range(4):  # B on the left, for every tile of the row
+                e0, e1, e2, e3 = e[v, o:o + tw], e[4 + v, o:o + tw], e[8 + v, o:o + tw], e[12 + v, o:o + tw]
+                for tj in range(tw):
+                    z[0, v, tj] = e0[tj]
+                    z[1, v, tj] = e1[tj] - e2[tj] + e3[tj]
+                    z[2, v, tj] = e1[tj] + e2[tj] - e0[tj]
+                    z[3, v, tj] = -e3[tj]
+            for r in range(4):  # then B^T on the right, tiles overlapping by two columns
+                row = g[2 * ti + r]
+                zr = z[r]
+                for tj in range(tw):
+                    b0, b1, b2, b3 = zr[0, tj], zr[1, tj], zr[2, tj], zr[3, tj]
+                    q = 2 * tj
+                    row[q] += b0
+                    row[q + 1] += b1 - b2 + b3
+                    row[q + 2] += b1 + b2 - b0
+                    row[q + 3] -= b3
+        dst = gx[n, c]
+        for h in range(h_in):
+            for w in range(w_in):
+                dst[h, w] = g[h + pt, w + pl]
 
 
 def winograd_grad_input(dV, pt, pl, th, tw, gx):
