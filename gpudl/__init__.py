@@ -21,3 +21,14 @@ __all__ = [
     "GradcheckError", "Sequential", "load_model", "callbacks", "datasets", "augment", "losses", "metrics",
     "data", "training", "onnx", "Input", "Model", "register_serializable", "serialization",
 ]
+
+#: Lecture III and the heavier parts load on first use (``gpudl.word2vec.Word2Vec``, ``gpudl.rl``)
+#: so that ``import gpudl`` stays light
+_LAZY = ("word2vec", "rl", "gan", "generative", "recipes", "distributed", "peers", "demos")
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'gpudl' has no attribute {name!r}")

@@ -11,7 +11,8 @@ import pytest
 
 from gpudl.kernels import _launch
 
-MODULES = ["activation", "maxout", "softmax_ce", "conv", "pooling", "recurrent", "dropout", "normalization"]
+MODULES = ["activation", "maxout", "softmax_ce", "conv", "pooling", "recurrent", "dropout", "normalization",
+           "word2vec", "scatter"]
 
 
 def _cases():
