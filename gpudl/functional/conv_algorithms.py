@@ -158,13 +158,17 @@ def _grouped_gemm(a, bm, groups, out_rows):
     return np.matmul(a.reshape(groups, m, -1), bm.reshape(groups, k, -1)).reshape(out_rows, -1)
 
 
+#: the dtypes the compiled loops are built for (numba has no float16 on the CPU)
+_JIT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 class Fused:
     name = "fused"
     backends = ("numpy",)
 
     @staticmethod
     def applicable(geom):
-        return True
+        return geom.dtype in _JIT_DTYPES
 
     @staticmethod
     def forward(x, W, b, relu, geom):
@@ -240,7 +244,7 @@ class Winograd:
     @staticmethod
     def applicable(geom):
         return (geom.w_shape[2:] == (3, 3) and geom.stride == (1, 1) and geom.dilation == (1, 1)
-                and geom.groups == 1)
+                and geom.groups == 1 and geom.dtype in _JIT_DTYPES)
 
     @staticmethod
     def _tiles(geom):
@@ -375,7 +379,7 @@ def fixed_rule(geom, backend_name):
         return table["im2col"]
     if Winograd.applicable(geom) and geom.w_shape[0] >= 16 and geom.w_shape[1] >= 16:
         return Winograd
-    return Fused
+    return Fused if Fused.applicable(geom) else Im2col
 
 
 _lock = threading.Lock()

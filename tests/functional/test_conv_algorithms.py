@@ -365,3 +365,17 @@ def test_inference_hands_its_scratch_back_at_once():
         y2 = F.conv2d(x, W, padding=1).numpy()
     assert _workspace.idle_bytes() == idle  # ... and were taken and returned again, not grown
     np.testing.assert_array_equal(y1, y2)
+
+
+def test_float16_takes_the_numpy_path_whatever_is_asked(monkeypatch):
+    """The compiled loops have no float16: every setting ends on im2col, with no timing."""
+    rng = np.random.default_rng(15)
+    x = rng.standard_normal((2, 16, 6, 6)).astype(np.float16)
+    W = rng.standard_normal((16, 16, 3, 3)).astype(np.float16)
+    ref = F.conv2d(gpudl.Tensor(x.astype(np.float32)), gpudl.Tensor(W.astype(np.float32)), padding=1).numpy()
+    monkeypatch.setattr(A, "_run_once", lambda *a: pytest.fail("timed a float16 conv"))
+    for alg in ("auto", "winograd", "fused"):
+        backend.conv_algorithm = alg
+        y = F.conv2d(gpudl.Tensor(x), gpudl.Tensor(W), padding=1).numpy()
+        assert y.dtype == np.float16
+        np.testing.assert_allclose(y, ref, rtol=2e-2, atol=2e-2)
