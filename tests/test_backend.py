@@ -46,14 +46,18 @@ def test_env_variable_selects_backend():
     assert bad.returncode != 0 and "unknown backend 'bogus'" in bad.stderr
 
 
-def test_import_is_light_and_fast():
-    code = ("import time, sys; t = time.perf_counter(); import gpudl; dt = time.perf_counter() - t; "
-            "print(dt, 'cupy' in sys.modules, 'numba' in sys.modules, 'gpudl.kernels' in sys.modules)")
+#: what ``import gpudl`` must not load: the GPU stack, the compilers, the optional peers and extras
+HEAVY = ("cupy", "numba", "gpudl.kernels", "torch", "scipy", "sklearn", "matplotlib", "onnx", "onnxruntime",
+         "mpi4py", "gymnasium", "gensim", "jax")
+
+
+def test_import_is_light():
+    """``import gpudl`` loads none of the heavy modules (its time is a benchmark's business,
+    not a unit test's: on a loaded machine any fixed bound is a coin toss)."""
+    code = (f"import sys, gpudl; print(' '.join(m for m in {HEAVY!r} if m in sys.modules) or 'none')")
     env = {k: v for k, v in os.environ.items() if k != "GPUDL_BACKEND"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    dt, cupy_loaded, numba_loaded, kernels_loaded = out.stdout.split()
-    assert float(dt) < 0.5, f"import gpudl took {dt} s"
-    assert (cupy_loaded, numba_loaded, kernels_loaded) == ("False", "False", "False")
+    assert out.stdout.split() == ["none"], f"import gpudl loaded {out.stdout.strip()}"
 
 
 def _fake_cupy_array():

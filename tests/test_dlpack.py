@@ -155,7 +155,13 @@ def test_jax_round_trip():
     # JAX arrays are immutable: sharing shows as one buffer address
     assert _ptr(t.data) == x.unsafe_buffer_pointer()
 
-    src = Tensor(np.arange(5, dtype=np.float32))
+    # JAX imports a buffer without a copy only when it is 64-byte aligned: make sure it is
+    buf = np.empty(5 + 16, dtype=np.float32)
+    lo = (-buf.ctypes.data % 64) // 4
+    aligned = buf[lo:lo + 5]
+    aligned[:] = np.arange(5)
+    src = Tensor(aligned)
+    assert _ptr(src.data) % 64 == 0
     y = jax.dlpack.from_dlpack(src)
     np.testing.assert_array_equal(np.asarray(y), src.data)
     assert y.unsafe_buffer_pointer() == _ptr(src.data)
