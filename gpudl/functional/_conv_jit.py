@@ -82,6 +82,90 @@ def run_blocks(fn, n_jobs, *args):
     for f in futures:
         f.result()
 
+# ---- GEMMs split over the same threads ------------------------------------------------------------
+# OpenBLAS's worker threads busy-wait for about 2^28 cycles after each call (its
+# THREAD_TIMEOUT, read once when numpy loads), so between two GEMMs they held the cores the
+# compiled transforms wanted: measured 3-4x slower steps on two cores. Instead each GEMM is cut
+# into independent parts (the batch of Winograd's 16 products, or a matrix's rows or columns;
+# never the contracted axis, so no sum is split and the result does not depend on the thread
+# count) that the pool's threads run at once with BLAS held to one thread.
+
+_blas = None
+#: a split GEMM's parts: at least _PART rows or columns each, at most _MAX_PARTS of them
+_PART = 2048
+_MAX_PARTS = 16
+
+
+def _controller():
+    global _blas
+    if _blas is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _blas = ThreadpoolController()
+        except ImportError:  # without threadpoolctl: BLAS keeps its own threads
+            _blas = False
+    return _blas
+
+
+class single_blas:
+    """BLAS held to one thread inside the block (process-wide, as BLAS settings are)."""
+
+    def __enter__(self):
+        ctl = _controller()
+        self._ctx = ctl.limit(limits=1, user_api="blas") if ctl else None
+        if self._ctx is not None:
+            self._ctx.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self._ctx is not None:
+            self._ctx.__exit__(*exc)
+        return False
+
+
+def _split_run(n_parts, fn):
+    """fn(lo, hi) over [0, n_parts) in one range per thread, as run_blocks does."""
+    run_blocks(_call_range, n_parts, fn)
+
+
+def _call_range(fn, lo, hi):
+    fn(lo, hi)
+
+
+def matmul_batched(a, b, out):
+    """out[i] = a[i] @ b[i] for a stack of products, the stack split over the threads."""
+    if not _controller():
+        np.matmul(a, b, out=out)
+        return out
+    with single_blas():
+        _split_run(out.shape[0], lambda lo, hi: np.matmul(a[lo:hi], b[lo:hi], out=out[lo:hi]))
+    return out
+
+
+def matmul_split(a, b, out, axis):
+    """out = a @ b (2-D), a's rows (axis 0) or b's columns (axis 1) split over the threads."""
+    if not _controller():
+        np.matmul(a, b, out=out)
+        return out
+    n = out.shape[axis]
+    # the parts depend on the size alone, never on the thread count: BLAS may round a part's
+    # edge differently from the whole, so the same parts must be computed whatever runs them
+    parts = max(1, min(_MAX_PARTS, n // _PART))
+    bounds = [i * n // parts for i in range(parts + 1)]
+
+    def part(lo, hi):
+        for i in range(lo, hi):
+            r0, r1 = bounds[i], bounds[i + 1]
+            if axis == 0:
+                np.matmul(a[r0:r1], b, out=out[r0:r1])
+            else:
+                np.matmul(a, b[:, r0:r1], out=out[:, r0:r1])
+
+    with single_blas():
+        _split_run(parts, part)
+    return out
+
+
 # ---- Winograd F(2x2, 3x3) ----------------------------------------------------------------------
 
 

@@ -180,9 +180,14 @@ class Fused:
         cols = W_.take((c * kh * kw, n * ho * wo), x.dtype)
         J.gather_columns(x, kh, kw, sh, sw, dh, dw, pt, pl, ho, wo, cols)
         # rows of cols are (C, kh, kw): W's own layout, so W needs no transposed copy
-        y = _grouped_gemm(W.reshape(out_ch, cg * kh * kw), cols, geom.groups, out_ch)
+        w2 = W.reshape(out_ch, cg * kh * kw)
+        if geom.groups == 1:
+            y = J.matmul_split(w2, cols, W_.take((out_ch, cols.shape[1]), x.dtype), axis=1)
+        else:
+            y = _grouped_gemm(w2, cols, geom.groups, out_ch)
         out = np.empty(geom.y_shape, dtype=x.dtype)
         J.bias_relu_nchw(y, _bias_or_empty(b, x.dtype), relu, out)
+        W_.give(y)
         return out, (cols, W)
 
     @staticmethod
@@ -200,7 +205,7 @@ class Fused:
         if need_w:
             # (C*kh*kw, out_ch) = cols @ gy_t^T, the long N*Ho*Wo axis contracted
             if groups == 1:
-                gwt = cols @ gy_t.T
+                gwt = J.matmul_split(cols, gy_t.T, np.empty((cols.shape[0], out_ch), gy.dtype), axis=0)
                 gW = np.ascontiguousarray(gwt.T).reshape(W.shape)
             else:
                 fg = out_ch // groups
@@ -210,7 +215,7 @@ class Fused:
         if need_x:
             w2 = W.reshape(out_ch, cg * kh * kw)
             if groups == 1:
-                gcols = np.matmul(w2.T, gy_t, out=W_.take((c * kh * kw, gy_t.shape[1]), gy.dtype))
+                gcols = J.matmul_split(w2.T, gy_t, W_.take((c * kh * kw, gy_t.shape[1]), gy.dtype), axis=1)
             else:
                 fg = out_ch // groups
                 gcols = np.matmul(w2.reshape(groups, fg, -1).transpose(0, 2, 1),
@@ -279,7 +284,7 @@ class Winograd:
             M = bufs.get(hi - lo)
             if M is None:
                 M = bufs[hi - lo] = W_.take((16, out_ch, (hi - lo) * t_img), x.dtype)
-            np.matmul(U, V[:, :, lo * t_img:hi * t_img], out=M)  # the 16 GEMMs over channels
+            J.matmul_batched(U, V[:, :, lo * t_img:hi * t_img], M)  # the 16 GEMMs over channels
             J.winograd_output(M, bias, relu, tw, out[lo:hi])
         W_.give(*bufs.values())
         return out, (V, U, W)
@@ -297,6 +302,7 @@ class Winograd:
         chunks = Winograd._chunks(n, out_ch, t_img)
         bufs = {}  # (dM, dV) by chunk size, contiguous for BLAS
         dU = np.zeros((16, out_ch, c), dtype=gy.dtype) if need_w else None
+        dU_part = np.empty_like(dU) if need_w else None
         gx = np.empty(geom.x_shape, dtype=gy.dtype) if need_x else None
         Ut = U.transpose(0, 2, 1)
         for lo, hi in chunks:
@@ -306,9 +312,9 @@ class Winograd:
             dM, dV = bufs[hi - lo]
             J.winograd_grad_output(gy[lo:hi], yy[lo:hi], relu, tw, dM, db[lo:hi])
             if need_w:  # (16, K, C): the chunk's tiles contracted
-                dU += np.matmul(dM, V[:, :, lo * t_img:hi * t_img].transpose(0, 2, 1))
+                dU += J.matmul_batched(dM, V[:, :, lo * t_img:hi * t_img].transpose(0, 2, 1), dU_part)
             if need_x:
-                np.matmul(Ut, dM, out=dV)  # (16, C, tiles)
+                J.matmul_batched(Ut, dM, dV)  # (16, C, tiles)
                 J.winograd_grad_input(dV, geom.pads[0], geom.pads[2], th, tw, gx[lo:hi])
         for pair in bufs.values():
             W_.give(*pair)
