@@ -7,7 +7,7 @@ from . import layers
 from .models import Sequential
 
 __all__ = ["hello_mlp", "mnist_cnn", "lstm_rows", "rnn_rows", "RNN_CELLS", "load_dataset", "DATASETS",
-           "deep_autoencoder", "denoising_autoencoder", "conv_autoencoder", "vae", "load_images"]
+           "deep_autoencoder", "denoising_autoencoder", "conv_autoencoder", "vae", "gan", "load_images"]
 
 DATASETS = ("mnist", "fashion-mnist", "digits")
 
@@ -99,27 +99,38 @@ def _model(inputs, outputs, name, cls=None):
 
 
 def deep_autoencoder(code_size=30, input_dim=784, hidden=(1000, 500, 250), activation="relu",
-                     noise_stddev=None, name="deep_autoencoder"):
+                     noise_stddev=None, name="deep_autoencoder", dropout=0.0, kernel_regularizer=None):
     """Hinton and Salakhutdinov's deep auto-encoder: 784-1000-500-250-30 with a linear code,
     then the mirror 30-250-500-1000-784 with a sigmoid output (pixels in [0, 1]).
 
     The model holds two nested models, ``model.get_layer("encoder")`` (image -> code) and
     ``model.get_layer("decoder")`` (code -> image). ``noise_stddev``: a GaussianNoise layer
-    in front of the encoder, active only in training (the denoising variant). Hinton pretrained
-    with stacked RBMs and used logistic units; here ReLU units are trained end to end (the demo
-    uses Adam), which on a small training set overfits: see benchmarks/RESULTS.md."""
+    in front of the encoder, active only in training (the denoising variant). ``dropout``: a
+    Dropout of that rate after every hidden layer (not after the code or the output).
+    ``kernel_regularizer``: on every Dense kernel (``gpudl.regularizers.L2(1e-5)``, ...).
+    Hinton pretrained with stacked RBMs and used logistic units; here ReLU units are trained
+    end to end (the demo uses Adam), which on a small training set overfits unless the
+    training images are augmented: see benchmarks/RESULTS.md."""
     from .models import Input
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"deep_autoencoder expected dropout in [0, 1), got {dropout!r}")
+    reg = {"kernel_regularizer": kernel_regularizer}
+
+    def hidden_layer(h, n, label):
+        h = layers.Dense(n, activation=activation, name=f"{name}_{label}", **reg)(h)
+        return layers.Dropout(dropout, name=f"{name}_{label}_dropout")(h) if dropout else h
+
     x = Input((input_dim,))
     h = x
     for i, n in enumerate(hidden):
-        h = layers.Dense(n, activation=activation, name=f"{name}_enc_{i + 1}")(h)
-    code = layers.Dense(code_size, name=f"{name}_code")(h)
+        h = hidden_layer(h, n, f"enc_{i + 1}")
+    code = layers.Dense(code_size, name=f"{name}_code", **reg)(h)
     encoder = _model(x, code, "encoder")
     z = Input((code_size,))
     h = z
     for i, n in enumerate(reversed(hidden)):
-        h = layers.Dense(n, activation=activation, name=f"{name}_dec_{i + 1}")(h)
-    decoder = _model(z, layers.Dense(input_dim, activation="sigmoid", name=f"{name}_out")(h), "decoder")
+        h = hidden_layer(h, n, f"dec_{i + 1}")
+    decoder = _model(z, layers.Dense(input_dim, activation="sigmoid", name=f"{name}_out", **reg)(h), "decoder")
     inp = Input((input_dim,))
     h = layers.GaussianNoise(noise_stddev, name=f"{name}_noise")(inp) if noise_stddev else inp
     return _model(inp, decoder(encoder(h)), name)
@@ -127,7 +138,8 @@ def deep_autoencoder(code_size=30, input_dim=784, hidden=(1000, 500, 250), activ
 
 def denoising_autoencoder(code_size=30, stddev=0.3, **kwargs):
     """deep_autoencoder trained on corrupted inputs (Gaussian noise of ``stddev``, training
-    only) to rebuild the clean ones (Vincent et al.)."""
+    only) to rebuild the clean ones (Vincent et al.); other keywords (``dropout``,
+    ``kernel_regularizer``, ...) go to deep_autoencoder."""
     return deep_autoencoder(code_size, noise_stddev=stddev, name=kwargs.pop("name", "denoising_autoencoder"),
                             **kwargs)
 
@@ -177,6 +189,62 @@ def vae(latent_dim=20, input_dim=784, hidden=400, name="vae"):
     decoder = _model(zin, layers.Dense(input_dim, activation="sigmoid", name=f"{name}_out")(h), "decoder")
     inp = Input((input_dim,))
     return _model(inp, decoder(encoder(inp)[2]), name, VariationalAutoencoder)
+
+
+def gan(latent_dim=100, image_shape=(1, 28, 28), generator_filters=(128, 64), discriminator_filters=(64, 128),
+        kernel_size=4, dropout=0.3, output_activation="sigmoid", name="gan"):
+    """Goodfellow et al.'s adversarial pair in the DCGAN shape (Radford et al.), returned as a
+    ``gpudl.gan.GAN`` (not yet compiled).
+
+    Generator (``gan.generator``, latent_dim -> image): Dense to ``generator_filters[0]``
+    maps of a quarter of the image's side, BatchNormalization, ReLU, Reshape; a stride-2
+    Conv2DTranspose to ``generator_filters[1]`` maps (BatchNormalization, ReLU); a stride-2
+    Conv2DTranspose to the image's channels with ``output_activation``: "sigmoid" (images in
+    [0, 1], as ``load_images`` gives them) or "tanh" (images in [-1, 1]).
+
+    Discriminator (``gan.discriminator``, image -> P(real)): two stride-2 Conv2D
+    (``discriminator_filters``), each with LeakyReLU(0.2) and Dropout(``dropout``), then
+    Dense(1, sigmoid).
+
+    ``gan.compile()`` (Adam(2e-4, beta_1=0.5) for each model by default), ``gan.fit(x,
+    epochs=..., batch_size=...)`` on images (N, C, H, W) in the output's range,
+    ``gan.sample(n)``. H and W must divide by 4; ValueError otherwise."""
+    from .gan import GAN, OUTPUT_RANGES
+    if isinstance(latent_dim, bool) or not isinstance(latent_dim, (int, np.integer)) or latent_dim < 1:
+        raise ValueError(f"gan expected latent_dim a positive integer, got {latent_dim!r}")
+    try:
+        c, hh, ww = (int(s) for s in image_shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"gan expected image_shape (channels, height, width), got {image_shape!r}") from None
+    if min(c, hh, ww) < 1 or hh % 4 or ww % 4:
+        raise ValueError(f"gan expected image_shape (channels, height, width) with height and width divisible "
+                         f"by 4 (two stride-2 upsamplings from a quarter of the side), got {tuple(image_shape)}")
+    if output_activation not in OUTPUT_RANGES:
+        raise ValueError(f"gan expected output_activation in {', '.join(map(repr, OUTPUT_RANGES))}, "
+                         f"got {output_activation!r}")
+    g1, g2 = generator_filters
+    d1, d2 = discriminator_filters
+    # the generator moves fast: moving statistics that average over ~10 steps (PyTorch's
+    # 0.1) follow it, where Keras' 0.99 would sample with statistics of an older generator
+    bn = dict(momentum=0.9)
+    generator = Sequential([
+        layers.Dense(g1 * (hh // 4) * (ww // 4), use_bias=False, name=f"{name}_g_dense"),
+        layers.BatchNormalization(**bn, name=f"{name}_g_bn_1"), layers.ReLU(name=f"{name}_g_relu_1"),
+        layers.Reshape((g1, hh // 4, ww // 4), name=f"{name}_g_reshape"),
+        layers.Conv2DTranspose(g2, kernel_size, strides=2, padding="same", use_bias=False, name=f"{name}_g_up_1"),
+        layers.BatchNormalization(**bn, name=f"{name}_g_bn_2"), layers.ReLU(name=f"{name}_g_relu_2"),
+        layers.Conv2DTranspose(c, kernel_size, strides=2, padding="same", activation=output_activation,
+                               name=f"{name}_g_up_2"),
+    ], input_shape=(int(latent_dim),), name="generator")
+    discriminator = Sequential([
+        layers.Conv2D(d1, kernel_size, strides=2, padding="same", name=f"{name}_d_conv_1"),
+        layers.LeakyReLU(0.2, name=f"{name}_d_lrelu_1"), layers.Dropout(dropout, name=f"{name}_d_drop_1"),
+        layers.Conv2D(d2, kernel_size, strides=2, padding="same", name=f"{name}_d_conv_2"),
+        layers.LeakyReLU(0.2, name=f"{name}_d_lrelu_2"), layers.Dropout(dropout, name=f"{name}_d_drop_2"),
+        layers.Flatten(name=f"{name}_d_flatten"),
+        layers.Dense(1, activation="sigmoid", name=f"{name}_d_out"),
+    ], input_shape=(c, hh, ww), name="discriminator")
+    return GAN(generator, discriminator, name=name)
 
 
 def load_images(name="mnist", data_dir=None, train_size=8000):
