@@ -239,7 +239,7 @@ class Fused:
 _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 _GG = np.kron(_G, _G)
 #: bytes of one image chunk's GEMM result: well inside a server CPU's last-level cache
-CHUNK_BYTES = 32 << 20
+CHUNK_BYTES = 8 << 20
 
 
 class Winograd:
