@@ -2,13 +2,16 @@
 in its own step, the discriminator frozen only around the generator's), seeded repeats, the
 direction of training, the demo, and the bad-input errors."""
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import gpudl
 from gpudl import demos, gan as gan_mod, layers, optimizers, recipes
-from conftest import MNIST_DIR
+
+#: MNIST's 10k test set beside the checkout (as in CI); tests needing it skip without it
+MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "mnist"
 
 
 @pytest.fixture(autouse=True)
