@@ -123,22 +123,13 @@ class single_blas:
         return False
 
 
-def _split_run(n_parts, fn):
-    """fn(lo, hi) over [0, n_parts) in one range per thread, as run_blocks does."""
-    run_blocks(_call_range, n_parts, fn)
-
-
-def _call_range(fn, lo, hi):
-    fn(lo, hi)
-
-
 def matmul_batched(a, b, out):
     """out[i] = a[i] @ b[i] for a stack of products, the stack split over the threads."""
     if not _controller():
         np.matmul(a, b, out=out)
         return out
     with single_blas():
-        _split_run(out.shape[0], lambda lo, hi: np.matmul(a[lo:hi], b[lo:hi], out=out[lo:hi]))
+        run_blocks(lambda lo, hi: np.matmul(a[lo:hi], b[lo:hi], out=out[lo:hi]), out.shape[0])
     return out
 
 
@@ -162,7 +153,7 @@ def matmul_split(a, b, out, axis):
                 np.matmul(a, b[:, r0:r1], out=out[:, r0:r1])
 
     with single_blas():
-        _split_run(parts, part)
+        run_blocks(part, parts)
     return out
 
 

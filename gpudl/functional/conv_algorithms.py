@@ -57,19 +57,35 @@ class Geometry:
         return (self.x_shape[0], self.w_shape[0]) + self.out_hw
 
 
-# ---- im2col + GEMM (the NumPy reference path) ---------------------------------------------------
+class Algorithm:
+    """What every conv2d algorithm provides; the defaults suit one that applies to every shape
+    and keeps only ordinary arrays between forward and backward."""
 
-class Im2col:
-    name = "im2col"
+    name = ""
     backends = ("numpy",)
-
-    @staticmethod
-    def recycle(state):
-        """The saved arrays are ordinary ones: nothing to hand back."""
 
     @staticmethod
     def applicable(geom):
         return True
+
+    @staticmethod
+    def recycle(state):
+        """Hand the saved state's scratch back once the graph is done with it (no-op here)."""
+
+
+class _Pooled(Algorithm):
+    """An algorithm whose saved state leads with a pooled array (the columns or the tiles)."""
+
+    @staticmethod
+    def recycle(state):
+        W_.give(state[0])
+
+
+# ---- im2col + GEMM (the NumPy reference path) ---------------------------------------------------
+
+class Im2col(Algorithm):
+    name = "im2col"
+    backends = ("numpy",)
 
     @staticmethod
     def forward(x, W, b, relu, geom):
@@ -162,7 +178,7 @@ def _grouped_gemm(a, bm, groups, out_rows):
 _JIT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-class Fused:
+class Fused(_Pooled):
     name = "fused"
     backends = ("numpy",)
 
@@ -228,10 +244,6 @@ class Fused:
         gb = db.sum(axis=0) if has_b else None
         return gx, gW, gb
 
-    @staticmethod
-    def recycle(state):
-        W_.give(state[0])
-
 
 # ---- Winograd F(2x2, 3x3) -----------------------------------------------------------------------
 
@@ -242,7 +254,7 @@ _GG = np.kron(_G, _G)
 CHUNK_BYTES = 8 << 20
 
 
-class Winograd:
+class Winograd(_Pooled):
     name = "winograd"
     backends = ("numpy",)
 
@@ -325,27 +337,15 @@ class Winograd:
         gb = db.sum(axis=0) if has_b else None
         return gx, gW, gb
 
-    @staticmethod
-    def recycle(state):
-        W_.give(state[0])
-
 
 # ---- the GPU path ---------------------------------------------------------------------------------
 
-class CudaIm2col:
+class CudaIm2col(Algorithm):
     """The Numba CUDA im2col kernels + cuBLAS (``gpudl.kernels.conv``); further CUDA
     algorithms join this registry under their own names once a GPU can time them."""
 
     name = "im2col"
-    backends = ("cupy",)
-
-    @staticmethod
-    def recycle(state):
-        """CuPy's memory pool already reuses the device buffers."""
-
-    @staticmethod
-    def applicable(geom):
-        return True
+    backends = ("cupy",)  # CuPy's memory pool reuses the device buffers: nothing to recycle
 
     @staticmethod
     def forward(x, W, b, relu, geom):
