@@ -144,15 +144,23 @@ def _job_words(words, sent_starts, s0, s1, sample_int, use_sample, state, idx, b
     return n, nb, state
 
 
+@njit(cache=True, nogil=True)
+def _reduced_windows(n, window, state, reduced):
+    """gensim's per-word window shrink: reduced[i] in [0, window) for the job's n words, drawn
+    from the LCG in word order; returns the advanced state."""
+    for i in range(n):
+        reduced[i] = np.int64((state >> _S16) % np.uint64(window))
+        state = _lcg(state)
+    return state
+
+
 @njit(cache=True, nogil=True, fastmath=True)
 def _train_job(syn0, syn1, words, sent_starts, s0, s1, sample_int, use_sample, cum_table,
                window, negative, sg, cbow_mean, alpha, state, idx, bounds, reduced, work, neu1):
     """gensim's ``train_batch_sg`` / ``train_batch_cbow`` with negative sampling, for the
     sentences s0..s1. Returns (effective words, state)."""
     n, nb, state = _job_words(words, sent_starts, s0, s1, sample_int, use_sample, state, idx, bounds)
-    for i in range(n):
-        reduced[i] = np.int64((state >> _S16) % np.uint64(window))
-        state = _lcg(state)
+    state = _reduced_windows(n, window, state, reduced)
     dims = syn0.shape[1]
     for si in range(nb):
         start = bounds[si]
@@ -247,9 +255,7 @@ def _job_pairs(words, sent_starts, s0, s1, sample_int, use_sample, cum_table, wi
     bounds = np.empty(MAX_WORDS_IN_BATCH + 1, np.int64)
     n, nb, state = _job_words(words, sent_starts, s0, s1, sample_int, use_sample, state, idx, bounds)
     reduced = np.empty(n, np.int64)
-    for i in range(n):
-        reduced[i] = np.int64((state >> _S16) % np.uint64(window))
-        state = _lcg(state)
+    state = _reduced_windows(n, window, state, reduced)
     m = 1 if sg else 2 * window
     cap = n * 2 * window if sg else n
     inputs = np.full((cap, m), -1, np.int32)
