@@ -222,7 +222,7 @@ class _AugmentedImages(Dataset):
 
 
 def _autoencoder_figure(path, x, recon, codes, labels, title):
-    from .plots import _pyplot
+    from .plots import _pyplot, save_figure
     plt = _pyplot()
     side, n = _side(x.shape[1]), min(10, len(x))
     fig = plt.figure(figsize=(12, 5))
@@ -244,8 +244,7 @@ def _autoencoder_figure(path, x, recon, codes, labels, title):
     fig.colorbar(pts, ax=ax, label="class")
     ax.set_title(f"{what} (held-out images)", fontsize=9)
     fig.suptitle(title)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, tight=False)
 
 
 @demo("autoencoder", "Deep auto-encoder vs PCA at the same code size (squared error per image)")
@@ -376,7 +375,7 @@ def _check_autoencoder_options(augment, max_shift, max_rotation, weight_decay, d
 
 
 def _vae_figure(path, samples, walk, side, title):
-    from .plots import _pyplot
+    from .plots import _pyplot, save_figure
     plt = _pyplot()
     rows = [samples[i:i + 10] for i in range(0, len(samples), 10)] + [walk]
     fig, axes = plt.subplots(len(rows), 10, figsize=(10, len(rows) + 0.6))
@@ -388,8 +387,7 @@ def _vae_figure(path, samples, walk, side, title):
                 ax.imshow(imgs[c].reshape(side, side), cmap="gray", vmin=0, vmax=1)
     axes[-1, 0].set_title("walk from one test image's code to another's", fontsize=8, loc="left")
     fig.suptitle(title)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, tight=False)
 
 
 @demo("vae", "Variational auto-encoder, gpudl beside its PyTorch twin (test loss in nats per image)")
@@ -549,7 +547,7 @@ def _score_samples(classifier, images, classes=10):
 
 
 def _gan_figure(path, images, labels, confidences, side, title):
-    from .plots import _pyplot
+    from .plots import _pyplot, save_figure
     plt = _pyplot()
     rows = -(-len(images) // 10)
     fig, axes = plt.subplots(rows, 10, figsize=(10, 1.1 * rows + 0.6), squeeze=False)
@@ -559,8 +557,7 @@ def _gan_figure(path, images, labels, confidences, side, title):
             ax.imshow(images[i].reshape(side, side), cmap="gray", vmin=0, vmax=1)
             ax.set_title(f"{labels[i]} ({confidences[i]:.2f})", fontsize=7)
     fig.suptitle(title, fontsize=9)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, tight=False)
 
 
 @demo("gan", "Generative adversarial network (DCGAN): its digits as a CNN classifier reads them")

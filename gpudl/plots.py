@@ -12,6 +12,16 @@ def _pyplot():
     return plt
 
 
+def save_figure(fig, path, tight=True):
+    """Write ``fig`` to ``path`` (PNG, 100 dpi), laid out tightly unless ``tight=False``
+    (figures with their own grid), and free it; returns ``path``."""
+    if tight:
+        fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    _pyplot().close(fig)
+    return path
+
+
 def plot_history(history, path, title=None):
     """Loss and accuracy per epoch (training and validation) into one PNG."""
     h = history.history if hasattr(history, "history") else dict(history)
@@ -30,7 +40,4 @@ def plot_history(history, path, title=None):
         ax.legend()
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

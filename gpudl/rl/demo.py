@@ -9,7 +9,7 @@ ALGORITHMS = {"reinforce": "REINFORCE with a learned baseline", "actor-critic": 
 
 def plot_returns(result, path, title=None):
     """Per-episode returns, their 100-episode average and the solved line, into one PNG."""
-    from ..plots import _pyplot
+    from ..plots import _pyplot, save_figure
     if not result.returns:
         raise ValueError("plot_returns expected a result with at least one episode, got none")
     plt = _pyplot()
@@ -27,10 +27,7 @@ def plot_returns(result, path, title=None):
     ax.legend(loc="lower right")
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def policy_gradient_demo(episodes=1000, seed=0, out="policy_gradient.png", algorithm="reinforce") -> int:
