@@ -8,7 +8,8 @@ the gradient is written through a (N, C, Ho, kh, Wo, kw) reshape of the input gr
 with plain assignments (no zero-fill, no accumulation).
 
 Max pooling pads with -inf (a pad never wins) and sends each window's gradient to its
-first maximum, as PyTorch does. Average pooling counts padded zeros in the divisor by
+first maximum, as PyTorch does; a NaN wins over numbers. In float32 and float64 it is one
+compiled pass each way (``_pool_jit``, the CUDA kernels' rules) instead of the offset walk. Average pooling counts padded zeros in the divisor by
 default (PyTorch's ``count_include_pad=True``): every window divides by kh*kw; with
 ``count_include_pad=False`` each window divides by its real cells, as TensorFlow's "SAME"
 pooling does. ``padding="same"`` pads as TensorFlow/Keras do: output ceil(H / sh), the total
@@ -25,6 +26,9 @@ from ._util import contiguous, on_gpu, require_float, scalar
 from .conv import _int_pair, conv_output_size, normalize_kernel, normalize_padding, normalize_stride
 
 __all__ = ["max_pool2d", "avg_pool2d"]
+
+#: dtypes max pooling's compiled loops are built for; others (float16) take the NumPy passes
+_JIT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _pool_pads(x_hw, kernel, stride, padding, op):
@@ -122,9 +126,16 @@ class MaxPool2d(_Pool):
                                           self.stride, self.pads)
             self._saved = idx
             return y
+        kh, kw = self.kernel
+        if x.dtype in _JIT_DTYPES:  # one compiled pass (gpudl.functional._pool_jit)
+            from ._pool_jit import max_pool_forward
+            y, self._saved = max_pool_forward(x if x.flags.c_contiguous else x.copy(), self.kernel, self.stride,
+                                              self.pads, self.out_hw, np.int8 if kh * kw <= 127 else np.int32)
+            self._compiled = True
+            return y
+        self._compiled = False
         xp = backend.get_array_module(x)
         xpad = self._padded(x, -xp.inf)
-        kh, kw = self.kernel
         offsets = self._offsets()
         _, first = next(offsets)
         y = xpad[first].copy()
@@ -146,6 +157,10 @@ class MaxPool2d(_Pool):
             from ..kernels import pooling as K
             return K.max_pool2d_backward(gy if gy.flags.c_contiguous else gy.copy(), idx, self.x_shape,
                                          self.kernel, self.stride, self.pads)
+        if self._compiled:
+            from ._pool_jit import max_pool_backward
+            return max_pool_backward(gy if gy.flags.c_contiguous else gy.copy(), idx, self.x_shape, self.kernel,
+                                     self.stride, self.pads, self.tiles)
         xp = backend.get_array_module(gy)
         return self._scatter(self.x_shape, lambda o, out: xp.multiply(gy, idx == o, out=out), gy.dtype, xp)
 

@@ -145,7 +145,7 @@ def test_winograd_float32_error_within_10x_of_im2col(shape):
 # ---- thread-count independence ----------------------------------------------------------------
 
 def test_compiled_paths_do_not_depend_on_the_thread_count():
-    from gpudl.functional import _conv_jit
+    from gpudl.functional import _threads as _conv_jit
     rng = np.random.default_rng(6)
     x = rng.standard_normal((3, 5, 9, 9)).astype(np.float32)
     W = rng.standard_normal((4, 5, 3, 3)).astype(np.float32)
@@ -166,7 +166,7 @@ def test_compiled_paths_do_not_depend_on_the_thread_count():
 
 
 def test_thread_settings_are_checked(monkeypatch):
-    from gpudl.functional import _conv_jit
+    from gpudl.functional import _threads as _conv_jit
     with pytest.raises(ValueError, match="set_threads expected a positive int, got 0"):
         _conv_jit.set_threads(0)
     monkeypatch.setattr(_conv_jit, "_threads", None)

@@ -129,3 +129,51 @@ def test_matches_torch(kernel, stride, padding):
         ty.backward(torch.from_numpy(gy))
         np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(gx.grad, tx.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_max_pool_nan_wins_and_takes_the_gradient():
+    # the CUDA kernels' rule, on the compiled CPU loops too: the first NaN of a window wins
+    x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    x[0, 0, 0, 0] = x[0, 0, 0, 1] = np.nan
+    for kernel, stride, y_nan, g_first_row in ((2, 2, [[1, 0], [0, 0]], [1, 0, 0, 0]),
+                                               (3, 1, [[1, 1], [0, 0]], [1, 1, 0, 0])):
+        t = gpudl.Tensor(x, requires_grad=True)
+        y = F.max_pool2d(t, kernel, stride)
+        np.testing.assert_array_equal(np.isnan(y.numpy()[0, 0]), np.array(y_nan, dtype=bool))
+        y.sum().backward()
+        np.testing.assert_array_equal(t.grad[0, 0, 0], g_first_row)
+
+
+def test_max_pool_float16_takes_the_numpy_passes_and_agrees():
+    x = distinct((2, 3, 9, 8), seed=4)
+    for kernel, stride, padding in ((2, None, 0), (3, 2, 1)):
+        outs = []
+        for dtype in (np.float16, np.float32):
+            t = gpudl.Tensor(x.astype(dtype), requires_grad=True)
+            y = F.max_pool2d(t, kernel, stride, padding)
+            y.backward(np.ones(y.shape, dtype=dtype))
+            assert y.dtype == dtype and t.grad.dtype == dtype
+            outs.append((y.numpy().astype(np.float64), t.grad.astype(np.float64)))
+        np.testing.assert_allclose(outs[0][0], outs[1][0], atol=1e-3)
+        np.testing.assert_array_equal(outs[0][1], outs[1][1])
+
+
+def test_max_pool_does_not_depend_on_the_thread_count():
+    from gpudl.functional import _threads
+    rng = np.random.default_rng(3)
+    x = np.round(rng.standard_normal((3, 4, 11, 10)), 1).astype(np.float32)  # ties on purpose
+    gy = rng.standard_normal((3, 4, 11, 10)).astype(np.float32)
+    old = _threads.threads()
+    outs = []
+    try:
+        for n in (1, 2, 3):
+            _threads.set_threads(n)
+            t = gpudl.Tensor(x, requires_grad=True)
+            y = F.max_pool2d(t, 3, 1, 1)
+            y.backward(gy)
+            outs.append((y.numpy(), t.grad))
+    finally:
+        _threads.set_threads(old)
+    for y, g in outs[1:]:
+        np.testing.assert_array_equal(y, outs[0][0])
+        np.testing.assert_array_equal(g, outs[0][1])
