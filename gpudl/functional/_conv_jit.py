@@ -30,23 +30,29 @@ from ._threads import matmul_batched, matmul_split, run_blocks, set_threads, sin
 
 # ---- Winograd F(2x2, 3x3) ----------------------------------------------------------------------
 
-
-# Every loop below works through one (image, channel) plane at a time in small local buffers:
-# a zero-bordered copy of the plane (no bounds checks in the tile loops) and the plane's
-# transformed tiles as 16 rows of P_img = th*tw values, filled along the tile row so the inner
-# loops run over consecutive tiles (which LLVM vectorises) and copied to or from V, M, dM and
-# dV as 16 contiguous runs. Writing each tile's 16 values straight into (16, channels, P)
-# touched 16 addresses a multiple of channels*P*4 bytes apart, the same cache sets: 3-5x slower.
+# Every loop below works through one (image, channel) plane at a time. A tile's 16 values
+# live in 16 rows of P_img = th*tw values (tile p = ti*tw + tj), and rows of V, M, dM and dV
+# are read and written as 16 contiguous runs per plane (writing each tile's 16 values straight
+# into (16, channels, P) touched 16 addresses a multiple of channels*P*4 bytes apart, the same
+# cache sets: 3-5x slower).
+#
+# The output, output-gradient and input-gradient transforms run each step as one loop over all
+# the plane's tiles that writes one row from one to three others: one store stream and unit
+# stride, so LLVM vectorises it behind a few runtime overlap checks. Written tile by tile (16
+# stores per iteration, stride-2 reads of the 2x2 outputs) they compiled to scalar code and
+# took 1.6-2x longer. The gradients and outputs are kept split by the parity of their row and
+# column ("phases"), so a tile's cell (a, b) is a whole-plane load from phase (a % 2, b % 2);
+# the interleaving happens once, on the copy from or to the image plane. The input transform
+# keeps its per-tile-row loops over a zero-bordered copy of the plane: the phase form measured
+# no faster there (its cost is writing V, 4x the input's size).
 
 
 # Each kernel is a serial compiled function over a range of planes (scratch made once per
-# range, inside the function: arrays it allocates itself are known not to overlap its
-# arguments, which lets LLVM vectorise the loops; the same code split into a per-plane
-# function taking the scratch as arguments ran 2x slower), run on a few Python threads by
-# run_blocks (compiled with nogil). numba's parallel=True
-# took about a minute to compile these four (its passes turn every allocation and slice copy
-# in a prange body into nested parfors), and its OpenMP threads spin after each region, which
-# stole the cores from the BLAS calls between the transforms.
+# range, inside the function), run on a few Python threads by run_blocks (compiled with
+# nogil). numba's parallel=True took about a minute to compile these four (its passes turn
+# every allocation and slice copy in a prange body into nested parfors), and its OpenMP
+# threads spin after each region, which stole the cores from the BLAS calls between the
+# transforms.
 
 
 @njit(cache=True, nogil=True)
@@ -101,37 +107,51 @@ def _output_block(M, b, relu, tw, out, lo, hi):
     t_img = th * tw
     has_b = b.shape[0] > 0
     zero = out.dtype.type(0)
-    m = np.empty((16, t_img), dtype=M.dtype)
-    yp = np.empty((2 * th, 2 * tw), dtype=out.dtype)
+    a = np.empty((8, t_img), dtype=M.dtype)  # A^T m: a[j] = rows 0 and a[4 + j] = row 1 of column j
+    y = np.empty((4, t_img), dtype=out.dtype)  # the tile's (row, column) (0,0) (0,1) (1,0) (1,1)
     for job in range(lo, hi):
         n, k = job // k_out, job % k_out
         bias = b[k] if has_b else zero
         base = n * t_img
-        for u in range(16):
-            m[u] = M[u, k, base:base + t_img]
-        for ti in range(th):
-            o = ti * tw
-            r0, r1 = yp[2 * ti], yp[2 * ti + 1]
-            for tj in range(tw):
-                p = o + tj
-                # A^T m: two rows over the four columns, then A on the right
-                a0 = m[0, p] + m[4, p] + m[8, p]
-                a1 = m[1, p] + m[5, p] + m[9, p]
-                a2 = m[2, p] + m[6, p] + m[10, p]
-                a3 = m[3, p] + m[7, p] + m[11, p]
-                c0 = m[4, p] - m[8, p] - m[12, p]
-                c1 = m[5, p] - m[9, p] - m[13, p]
-                c2 = m[6, p] - m[10, p] - m[14, p]
-                c3 = m[7, p] - m[11, p] - m[15, p]
-                r0[2 * tj] = a0 + a1 + a2 + bias
-                r0[2 * tj + 1] = a1 - a2 - a3 + bias
-                r1[2 * tj] = c0 + c1 + c2 + bias
-                r1[2 * tj + 1] = c1 - c2 - c3 + bias
+        for j in range(4):
+            m0 = M[j, k, base:base + t_img]
+            m1 = M[4 + j, k, base:base + t_img]
+            m2 = M[8 + j, k, base:base + t_img]
+            m3 = M[12 + j, k, base:base + t_img]
+            aj = a[j]
+            cj = a[4 + j]
+            for p in range(t_img):
+                aj[p] = m0[p] + m1[p] + m2[p]
+            for p in range(t_img):
+                cj[p] = m1[p] - m2[p] - m3[p]
+        for r in range(2):  # then A on the right, bias added
+            e0, e1, e2, e3 = a[4 * r], a[4 * r + 1], a[4 * r + 2], a[4 * r + 3]
+            ye, yo = y[2 * r], y[2 * r + 1]
+            for p in range(t_img):
+                ye[p] = e0[p] + e1[p] + e2[p] + bias
+            for p in range(t_img):
+                yo[p] = e1[p] - e2[p] - e3[p] + bias
         dst = out[n, k]
+        w_pairs = wo // 2
         for i in range(ho):
-            for j in range(wo):
-                v = yp[i, j]
-                dst[i, j] = (v if v > zero else zero) if relu else v
+            ti, r = i // 2, i % 2
+            ye = y[2 * r, ti * tw:]
+            yo = y[2 * r + 1, ti * tw:]
+            row = dst[i]
+            if relu:
+                for j in range(w_pairs):
+                    ve, vo = ye[j], yo[j]
+                    row[2 * j] = ve if ve > zero else zero
+                    row[2 * j + 1] = vo if vo > zero else zero
+                if wo % 2:
+                    ve = ye[w_pairs]
+                    row[wo - 1] = ve if ve > zero else zero
+            else:
+                for j in range(w_pairs):
+                    row[2 * j] = ye[j]
+                    row[2 * j + 1] = yo[j]
+                if wo % 2:
+                    row[wo - 1] = ye[w_pairs]
 
 
 def winograd_output(M, b, relu, tw, out):
@@ -147,49 +167,74 @@ def _grad_output_block(gy, y, relu, tw, dM, db, lo, hi):
     th = (ho + 1) // 2
     t_img = th * tw
     zero = gy.dtype.type(0)
-    # only the plane's own pixels are written, so the padding past them stays zero
-    g = np.zeros((2 * th, 2 * tw), dtype=gy.dtype)
-    buf = np.empty((16, t_img), dtype=gy.dtype)
+    # g[r * 2 + s, ti*tw + tj] = the masked gradient at row 2ti + r, column 2tj + s; only the
+    # plane's own pixels are written, so the cells past an odd edge stay zero
+    g = np.zeros((4, t_img), dtype=gy.dtype)
+    s = np.empty((4, t_img), dtype=gy.dtype)  # the rows of A g: s10, s11, s20, s21
     for job in range(lo, hi):
         n, k = job // k_out, job % k_out
         src = gy[n, k]
         yk = y[n, k]
         total = zero
         for i in range(ho):
+            r = i % 2
+            ge = g[2 * r, (i // 2) * tw:]
+            go = g[2 * r + 1, (i // 2) * tw:]
+            srow = src[i]
+            yrow = yk[i]
             for j in range(wo):
-                v = src[i, j]
-                if relu and not yk[i, j] > zero:
+                v = srow[j]
+                if relu and not yrow[j] > zero:
                     v = zero
-                g[i, j] = v
                 total += v
+                if j % 2 == 0:
+                    ge[j // 2] = v
+                else:
+                    go[j // 2] = v
         db[n, k] = total
-        for ti in range(th):
-            o = ti * tw
-            ga, gb = g[2 * ti], g[2 * ti + 1]
-            for tj in range(tw):
-                p = o + tj
-                g00, g01, g10, g11 = ga[2 * tj], ga[2 * tj + 1], gb[2 * tj], gb[2 * tj + 1]
-                # rows of A g (A = [[1, 0], [1, 1], [1, -1], [0, -1]]), then A^T on the right
-                s10, s11 = g00 + g10, g01 + g11
-                s20, s21 = g00 - g10, g01 - g11
-                buf[0, p] = g00
-                buf[1, p] = g00 + g01
-                buf[2, p] = g00 - g01
-                buf[3, p] = -g01
-                buf[4, p] = s10
-                buf[5, p] = s10 + s11
-                buf[6, p] = s10 - s11
-                buf[7, p] = -s11
-                buf[8, p] = s20
-                buf[9, p] = s20 + s21
-                buf[10, p] = s20 - s21
-                buf[11, p] = -s21
-                buf[12, p] = -g10
-                buf[13, p] = -g10 - g11
-                buf[14, p] = g11 - g10
-                buf[15, p] = g11
-        for u in range(16):
-            dM[u, k, n * t_img:(n + 1) * t_img] = buf[u]
+        g00, g01, g10, g11 = g[0], g[1], g[2], g[3]
+        s10, s11, s20, s21 = s[0], s[1], s[2], s[3]
+        # rows of A g (A = [[1, 0], [1, 1], [1, -1], [0, -1]]), then A^T on the right
+        for p in range(t_img):
+            s10[p] = g00[p] + g10[p]
+        for p in range(t_img):
+            s11[p] = g01[p] + g11[p]
+        for p in range(t_img):
+            s20[p] = g00[p] - g10[p]
+        for p in range(t_img):
+            s21[p] = g01[p] - g11[p]
+        base = n * t_img
+        for blk in range(4):
+            if blk == 0:
+                e, o, sign = g00, g01, 1
+            elif blk == 1:
+                e, o, sign = s10, s11, 1
+            elif blk == 2:
+                e, o, sign = s20, s21, 1
+            else:
+                e, o, sign = g10, g11, -1
+            d0 = dM[4 * blk, k, base:base + t_img]
+            d1 = dM[4 * blk + 1, k, base:base + t_img]
+            d2 = dM[4 * blk + 2, k, base:base + t_img]
+            d3 = dM[4 * blk + 3, k, base:base + t_img]
+            if sign > 0:
+                for p in range(t_img):
+                    d0[p] = e[p]
+                for p in range(t_img):
+                    d1[p] = e[p] + o[p]
+                for p in range(t_img):
+                    d2[p] = e[p] - o[p]
+                for p in range(t_img):
+                    d3[p] = -o[p]
+            else:  # the last row of A is (0, -1): -g10, -g10 - g11, g11 - g10, g11
+                for p in range(t_img):
+                    d0[p] = -e[p]
+                for p in range(t_img):
+                    d1[p] = -e[p] - o[p]
+                for p in range(t_img):
+                    d2[p] = o[p] - e[p]
+                for p in range(t_img):
+                    d3[p] = o[p]
 
 
 def winograd_grad_output(gy, y, relu, tw, dM, db):
@@ -203,38 +248,73 @@ def _grad_input_block(dV, pt, pl, th, tw, gx, lo, hi):
     """Planes lo..hi-1 (job = n*C + c) of winograd_grad_input."""
     c_in, h_in, w_in = gx.shape[1:]
     t_img = th * tw
-    e = np.empty((16, t_img), dtype=dV.dtype)
-    g = np.empty((2 * th + 2, 2 * tw + 2), dtype=gx.dtype)
-    z = np.empty((4, 4, tw), dtype=gx.dtype)  # one tile row's B dV: (row, column, tile)
+    L = tw + 1
+    z = np.empty((4, t_img), dtype=dV.dtype)  # one row r of B dV: z[v] over the tiles
+    # f[r, col] = what row r of each tile adds to its columns 2tj, 2tj+1, 2tj+2, 2tj+3
+    f = np.empty((4, 4, t_img), dtype=dV.dtype)
+    # the padded plane's gradient by column parity: ge[h, j] = column 2j, go[h, j] = 2j + 1
+    ge = np.empty((2 * th + 2, L), dtype=gx.dtype)
+    go = np.empty((2 * th + 2, L), dtype=gx.dtype)
     for job in range(lo, hi):
         n, c = job // c_in, job % c_in
         base = n * t_img
-        for u in range(16):
-            e[u] = dV[u, c, base:base + t_img]
-        g[:, :] = 0  # the plane accumulates overlapping tiles: start from zero
+        for r in range(4):
+            for v in range(4):  # B on the left: row r of each tile's B dV, column v
+                e0 = dV[v, c, base:base + t_img]
+                e1 = dV[4 + v, c, base:base + t_img]
+                e2 = dV[8 + v, c, base:base + t_img]
+                e3 = dV[12 + v, c, base:base + t_img]
+                zv = z[v]
+                if r == 0:
+                    for p in range(t_img):
+                        zv[p] = e0[p]
+                elif r == 1:
+                    for p in range(t_img):
+                        zv[p] = e1[p] - e2[p] + e3[p]
+                elif r == 2:
+                    for p in range(t_img):
+                        zv[p] = e1[p] + e2[p] - e0[p]
+                else:
+                    for p in range(t_img):
+                        zv[p] = -e3[p]
+            b0, b1, b2, b3 = z[0], z[1], z[2], z[3]
+            fa, fb, fc, fd = f[r, 0], f[r, 1], f[r, 2], f[r, 3]
+            for p in range(t_img):  # then B^T on the right
+                fa[p] = b0[p]
+            for p in range(t_img):
+                fb[p] = b1[p] - b2[p] + b3[p]
+            for p in range(t_img):
+                fc[p] = b1[p] + b2[p] - b0[p]
+            for p in range(t_img):
+                fd[p] = -b3[p]
+        ge[:, :] = 0  # the plane accumulates overlapping tiles: start from zero
+        go[:, :] = 0
+        # each cell's shares are added in tile order: tile rows top to bottom, and within a
+        # row the right half of tile tj - 1 before the left half of tile tj
         for ti in range(th):
             o = ti * tw
-            for v in range(4):  # B on the left, for every tile of the row
-                e0, e1, e2, e3 = e[v, o:o + tw], e[4 + v, o:o + tw], e[8 + v, o:o + tw], e[12 + v, o:o + tw]
+            for r in range(4):
+                row_e = ge[2 * ti + r]
+                row_o = go[2 * ti + r]
+                fa, fb, fc, fd = f[r, 0, o:o + tw], f[r, 1, o:o + tw], f[r, 2, o:o + tw], f[r, 3, o:o + tw]
+                re1 = row_e[1:]
+                ro1 = row_o[1:]
                 for tj in range(tw):
-                    z[0, v, tj] = e0[tj]
-                    z[1, v, tj] = e1[tj] - e2[tj] + e3[tj]
-                    z[2, v, tj] = e1[tj] + e2[tj] - e0[tj]
-                    z[3, v, tj] = -e3[tj]
-            for r in range(4):  # then B^T on the right, tiles overlapping by two columns
-                row = g[2 * ti + r]
-                zr = z[r]
+                    re1[tj] += fc[tj]
                 for tj in range(tw):
-                    b0, b1, b2, b3 = zr[0, tj], zr[1, tj], zr[2, tj], zr[3, tj]
-                    q = 2 * tj
-                    row[q] += b0
-                    row[q + 1] += b1 - b2 + b3
-                    row[q + 2] += b1 + b2 - b0
-                    row[q + 3] -= b3
+                    ro1[tj] += fd[tj]
+                for tj in range(tw):
+                    row_e[tj] += fa[tj]
+                for tj in range(tw):
+                    row_o[tj] += fb[tj]
         dst = gx[n, c]
         for h in range(h_in):
+            hh = h + pt
+            rowe, rowo = ge[hh], go[hh]
+            out = dst[h]
             for w in range(w_in):
-                dst[h, w] = g[h + pt, w + pl]
+                ww = w + pl
+                out[w] = rowe[ww // 2] if ww % 2 == 0 else rowo[ww // 2]
 
 
 def winograd_grad_input(dV, pt, pl, th, tw, gx):
