@@ -48,16 +48,21 @@ from ._threads import matmul_batched, matmul_split, run_blocks, set_threads, sin
 
 
 # Each kernel is a serial compiled function over a range of planes (scratch made once per
-# range, inside the function), run on a few Python threads by run_blocks (compiled with
-# nogil). numba's parallel=True took about a minute to compile these four (its passes turn
-# every allocation and slice copy in a prange body into nested parfors), and its OpenMP
-# threads spin after each region, which stole the cores from the BLAS calls between the
-# transforms.
+# call, inside the function), compiled with nogil: Winograd's pipelines
+# (conv_algorithms.Winograd) call them from each thread on its own images, the fused gathers
+# through run_blocks. numba's parallel=True took about a minute to compile these loops (its
+# passes turn every allocation and slice copy in a prange body into nested parfors), and its
+# OpenMP threads spin after each region, which stole the cores from the BLAS calls between
+# the transforms.
 
 
 @njit(cache=True, nogil=True)
-def _input_block(x, pt, pl, th, tw, V, lo, hi):
-    """Planes lo..hi-1 (job = n*C + c) of winograd_input."""
+def winograd_input(x, pt, pl, th, tw, V, lo, hi):
+    """V[u*4 + v, c, (n*th + ti)*tw + tj] = (B^T d B)[u, v] for the 4x4 tile d of the
+    zero-padded image at rows 2*ti - pt.., columns 2*tj - pl...
+
+    Planes lo..hi-1 (job = n*C + c) only, in the calling thread (the caller splits the planes
+    over its threads)."""
     c_in, h_in, w_in = x.shape[1:]
     t_img = th * tw
     hp, wp = 2 * th + 2, 2 * tw + 2
@@ -93,15 +98,15 @@ def _input_block(x, pt, pl, th, tw, V, lo, hi):
             V[u, c, n * t_img:(n + 1) * t_img] = buf[u]
 
 
-def winograd_input(x, pt, pl, th, tw, V):
-    """V[u*4 + v, c, (n*th + ti)*tw + tj] = (B^T d B)[u, v] for the 4x4 tile d of the
-    zero-padded image at rows 2*ti - pt.., columns 2*tj - pl..."""
-    run_blocks(_input_block, x.shape[0] * x.shape[1], x, pt, pl, th, tw, V)
 
 
 @njit(cache=True, nogil=True)
-def _output_block(M, b, relu, tw, out, lo, hi):
-    """Planes lo..hi-1 (job = n*K + k) of winograd_output."""
+def winograd_output(M, b, relu, tw, out, lo, hi):
+    """out[n, k] = the 2x2 tiles A^T m A of M (16, K, P), cropped to (Ho, Wo), plus b[k]
+    (b of length 0: no bias), then max(., 0) when ``relu``.
+
+    Planes lo..hi-1 (job = n*K + k) only, in the calling thread (the caller splits the planes
+    over its threads)."""
     k_out, ho, wo = out.shape[1:]
     th = (ho + 1) // 2
     t_img = th * tw
@@ -154,15 +159,15 @@ def _output_block(M, b, relu, tw, out, lo, hi):
                     row[wo - 1] = ye[w_pairs]
 
 
-def winograd_output(M, b, relu, tw, out):
-    """out[n, k] = the 2x2 tiles A^T m A of M (16, K, P), cropped to (Ho, Wo), plus b[k]
-    (b of length 0: no bias), then max(., 0) when ``relu``."""
-    run_blocks(_output_block, out.shape[0] * out.shape[1], M, b, relu, tw, out)
 
 
 @njit(cache=True, nogil=True)
-def _grad_output_block(gy, y, relu, tw, dM, db, lo, hi):
-    """Planes lo..hi-1 (job = n*K + k) of winograd_grad_output."""
+def winograd_grad_output(gy, y, relu, tw, dM, db, lo, hi):
+    """dM[:, k, p] = A g A^T for each 2x2 tile g of gy (N, K, Ho, Wo) (masked by y > 0 when
+    ``relu``; zero past the edge), and db[n, k] = the sum of image n's masked plane k.
+
+    Planes lo..hi-1 (job = n*K + k) only, in the calling thread (the caller splits the planes
+    over its threads)."""
     k_out, ho, wo = gy.shape[1:]
     th = (ho + 1) // 2
     t_img = th * tw
@@ -237,15 +242,15 @@ def _grad_output_block(gy, y, relu, tw, dM, db, lo, hi):
                     d3[p] = o[p]
 
 
-def winograd_grad_output(gy, y, relu, tw, dM, db):
-    """dM[:, k, p] = A g A^T for each 2x2 tile g of gy (N, K, Ho, Wo) (masked by y > 0 when
-    ``relu``; zero past the edge), and db[n, k] = the sum of image n's masked plane k."""
-    run_blocks(_grad_output_block, gy.shape[0] * gy.shape[1], gy, y, relu, tw, dM, db)
 
 
 @njit(cache=True, nogil=True)
-def _grad_input_block(dV, pt, pl, th, tw, gx, lo, hi):
-    """Planes lo..hi-1 (job = n*C + c) of winograd_grad_input."""
+def winograd_grad_input(dV, pt, pl, th, tw, gx, lo, hi):
+    """gx[n, c] = the sum over tiles of B dV B^T, each 4x4 tile added at rows 2*ti - pt..,
+    columns 2*tj - pl.. (the padding's share dropped); one thread owns each image plane.
+
+    Planes lo..hi-1 (job = n*C + c) only, in the calling thread (the caller splits the planes
+    over its threads)."""
     c_in, h_in, w_in = gx.shape[1:]
     t_img = th * tw
     L = tw + 1
@@ -317,10 +322,6 @@ def _grad_input_block(dV, pt, pl, th, tw, gx, lo, hi):
                 out[w] = rowe[ww // 2] if ww % 2 == 0 else rowo[ww // 2]
 
 
-def winograd_grad_input(dV, pt, pl, th, tw, gx):
-    """gx[n, c] = the sum over tiles of B dV B^T, each 4x4 tile added at rows 2*ti - pt..,
-    columns 2*tj - pl.. (the padding's share dropped); one thread owns each image plane."""
-    run_blocks(_grad_input_block, gx.shape[0] * gx.shape[1], dV, pt, pl, th, tw, gx)
 
 
 # ---- fused im2col / col2im ---------------------------------------------------------------------

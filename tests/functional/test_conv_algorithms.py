@@ -165,6 +165,34 @@ def test_compiled_paths_do_not_depend_on_the_thread_count():
         _conv_jit.set_threads(old)
 
 
+def test_winograd_groups_and_chunks_do_not_change_the_answer(monkeypatch):
+    """A batch larger than the group count, cut into several chunks per group (a tiny chunk
+    budget), on 1, 2 and 3 threads: the same bits each time, and im2col's answer within
+    float32 rounding (the weight gradient is summed per chunk, then per group, in order)."""
+    from gpudl.functional import _threads
+    monkeypatch.setattr(A, "CHUNK_BYTES", 1)  # one image per chunk
+    monkeypatch.setattr(A, "GROUPS", 4)
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((11, 3, 8, 7)).astype(np.float32)
+    W = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(5).astype(np.float32)
+    gy = rng.standard_normal((11, 5, 8, 7)).astype(np.float32)
+    old = _threads.threads()
+    outs = []
+    try:
+        for t in (1, 2, 3):
+            _threads.set_threads(t)
+            outs.append(_run("winograd", x, W, b, gy, padding=1, activation="relu"))
+    finally:
+        _threads.set_threads(old)
+    for other in outs[1:]:
+        for a, c in zip(outs[0], other):
+            np.testing.assert_array_equal(a, c)
+    ref = _run("im2col", x, W, b, gy, padding=1, activation="relu")
+    for name, a, r in zip(("y", "gx", "gW", "gb"), outs[0], ref):
+        np.testing.assert_allclose(a, r, rtol=1e-4, atol=1e-4 * np.abs(r).max(), err_msg=name)
+
+
 def test_thread_settings_are_checked(monkeypatch):
     from gpudl.functional import _threads as _conv_jit
     with pytest.raises(ValueError, match="set_threads expected a positive int, got 0"):
