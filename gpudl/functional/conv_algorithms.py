@@ -480,12 +480,17 @@ def _warm_up(alg, dtype, relu, has_b):
     _warm.add(key)
 
 
-def _run_once(alg, x, W, b, relu, geom, need_grad):
+def _run_once(alg, x, W, b, relu, geom, need_grad, beat=float("inf")):
+    """Seconds of one forward (+ backward) of ``alg``; the backward is skipped when the forward
+    alone took ``beat`` seconds or more (that candidate has lost already: its forward time is
+    returned, a lower bound of its step)."""
     backend.synchronize()
     t0 = time.perf_counter()
     y, state = alg.forward(x, W, b, relu, geom)
     if need_grad:
-        alg.backward(state, y, y, relu, True, True, b is not None, geom)
+        backend.synchronize()
+        if time.perf_counter() - t0 < beat:
+            alg.backward(state, y, y, relu, True, True, b is not None, geom)
     backend.synchronize()
     elapsed = time.perf_counter() - t0
     alg.recycle(state)
@@ -494,15 +499,20 @@ def _run_once(alg, x, W, b, relu, geom, need_grad):
 
 def _time_candidates(x, W, b, relu, geom, need_grad, backend_name):
     """Run each applicable algorithm once on this call's data (its own output standing in
-    for the output gradient); the two fastest run once more when they are within 15 % of each
-    other, so one noisy timing on a shared machine does not decide a close race."""
+    for the output gradient), the fixed rule's pick first, and a later one's backward only
+    if its forward alone was faster than the best whole step so far; the two fastest run
+    once more when they are within 15 % of each other, so one noisy timing on a shared
+    machine does not decide a close race."""
     cands = algorithms_for(geom, backend_name)
     if len(cands) == 1:
         return cands[0]
     for alg in cands:
         _warm_up(alg, x.dtype, relu, b is not None)
     t_start = time.perf_counter()
-    times = {alg: _run_once(alg, x, W, b, relu, geom, need_grad) for alg in cands}
+    rule = fixed_rule(geom, backend_name)
+    times = {}
+    for alg in sorted(cands, key=lambda a: a is not rule):  # a stable sort: registry order after
+        times[alg] = _run_once(alg, x, W, b, relu, geom, need_grad, min(times.values(), default=float("inf")))
     ranked = sorted(cands, key=times.get)
     first, second = ranked[0], ranked[1]
     if times[second] < 1.15 * times[first]:
@@ -519,7 +529,8 @@ _last_times = {}
 
 def choices():
     """{(backend, shapes key, needs gradients): (chosen name, {name: seconds})} for every shape
-    timed so far in this process."""
+    timed so far in this process (a candidate dropped after its forward shows that forward's
+    seconds, already more than the winner's whole step)."""
     out = {}
     for key, alg in _chosen.items():
         short = (key[0], key[1], key[2])

@@ -236,6 +236,19 @@ def test_auto_times_each_applicable_algorithm_once_per_shape(monkeypatch):
     assert "winograd" not in calls and set(calls) == {"im2col", "fused"}
 
 
+def test_a_candidate_slower_forward_than_the_best_step_skips_its_backward(monkeypatch):
+    backwards = []
+    real = A.Fused.backward
+    monkeypatch.setattr(A.Fused, "backward", lambda *a: backwards.append(1) or real(*a))
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 4, 6, 6)).astype(np.float32)
+    W = rng.standard_normal((3, 4, 3, 3)).astype(np.float32)
+    geom = A.Geometry(x.shape, W.shape, (1, 1), (1, 1, 1, 1), (6, 6), (1, 1), 1, x.dtype)
+    assert A._run_once(A.Fused, x, W, None, False, geom, True, 0.0) > 0 and backwards == []
+    assert A._run_once(A.Fused, x, W, None, False, geom, True) > 0 and backwards == [1]
+    assert A._run_once(A.Fused, x, W, None, False, geom, False) > 0 and backwards == [1]  # no gradients
+
+
 def _spy_forwards(monkeypatch):
     """The names of the algorithms whose forward runs, in order."""
     seen = []
