@@ -221,6 +221,15 @@ def algorithm_rows(np, torch, gpudl, F, repeats, warmup):
             for what, a, t in zip(("outputs", "input gradients", "weight gradients", "bias gradients"),
                                   ours(alg, relu=False)(), ref):
                 close(f"conv2d ({alg}) {what} on {name}", a, t, rtol=1e-3, atol=1e-4)
+        # float32 error against a float64 reference (im2col on float64 copies, no ReLU):
+        # max |error| / max |reference| of the output, input gradient and weight gradient
+        gpudl.backend.conv_algorithm = "im2col"
+        x64, W64, b64 = (gpudl.Tensor(v.astype(np.float64), requires_grad=True) for v in (x, W, b))
+        y64 = F.conv2d(x64, W64, b64, padding=pad)
+        y64.backward(gy.astype(np.float64))
+        ref64 = (y64.data, x64.grad, W64.grad)
+        errors = {alg: [float(np.abs(a - r).max() / np.abs(r).max()) for a, r in zip(ours(alg, relu=False)()[:3], ref64)]
+                  for alg in algs}
         runs = {alg: ours(alg) for alg in algs}
         for _ in range(warmup):
             for fn in runs.values():
@@ -251,7 +260,7 @@ def algorithm_rows(np, torch, gpudl, F, repeats, warmup):
                      "ratio": {a: statistics.median(p / q for p, q in zip(times[a], times["torch"])) for a in algs},
                      "auto": chosen, "fastest": fastest, "auto_vs_fastest": med[chosen] / med[fastest],
                      "tuning_ms": 1e3 * tuning, "tuning_calls": tuning / med[chosen] if med[chosen] else 0.0,
-                     "first_call_ms": 1e3 * first_call})
+                     "first_call_ms": 1e3 * first_call, "float32_error": errors})
     return rows
 
 
@@ -262,6 +271,8 @@ def print_algorithm_rows(rows):
         print(f"{r['workload']:<24} torch {r['ms']['torch']:.1f}  {parts}")
         print(f"{'':<24} auto chose {r['auto']} (fastest {r['fastest']}, {r['auto_vs_fastest']:.2f}x of it); "
               f"timing cost {r['tuning_ms']:.0f} ms = {r['tuning_calls']:.1f} calls  [{r['shape']}]")
+        errs = "  ".join(f"{a} " + " / ".join(f"{e:.1e}" for e in v) for a, v in r["float32_error"].items())
+        print(f"{'':<24} float32 error of y / gx / gW against float64: {errs}")
 
 
 # ---- the whole-model epoch (Keras' mnist_cnn recipe) ------------------------------------
