@@ -1,15 +1,18 @@
 """gpudl's own CPU threads (NumPy backend): the thread count, a pool that runs independent
-blocks of work at once, and GEMMs split over that pool with BLAS held to one thread.
+blocks of work at once (the compiled loops of convolution and pooling), and GEMMs split over
+that pool.
 
-Why not BLAS's own threads: OpenBLAS's worker threads busy-wait for about 2^28 cycles after
-each multithreaded call (its THREAD_TIMEOUT, read once when numpy loads), so after one GEMM
-they hold the cores that the next compiled loop or NumPy pass wants: on two cores a
-mnist_cnn step ran 1.5x slower after its Dense layers' products than with BLAS at one thread.
-So gpudl's hot products (conv2d's, Dense's) are cut into independent parts (rows or columns of
-the result, or a batch of products; never the contracted axis, so no sum is split) that this
-pool runs with BLAS at one thread: no BLAS worker ever wakes, so none spins. The parts depend
-on the sizes alone, never on the thread count, so every result is the same on any number of
-threads.
+BLAS is held to one thread while the pool works. OpenBLAS's worker threads busy-wait for about
+2^28 cycles after each multithreaded call (its THREAD_TIMEOUT, read once when numpy loads), so
+after a Dense layer's product they held the core that the next convolution's loops wanted: on
+two cores the mnist_cnn conv2 backward took 95 ms after the Dense layers against 48 with BLAS
+at one thread. Setting OpenBLAS to one thread parks its surplus workers at once (measured: a
+compiled loop ran 13.7 ms just after a 2-thread GEMM, 6.8 when the count went to one in
+between, 7.2 with no GEMM), and it costs about 2 us; so the products outside the pool (Dense,
+RNN cells) keep BLAS's own threads, which beat any split of them here, and the pool parks them
+whenever it runs. Products inside the pool are cut into parts fixed by the sizes alone (rows
+or columns of the result, or a batch of products; never the contracted axis, so no sum is
+split) and run on one-thread BLAS, so every result is the same on any number of threads.
 
 No numba here: ``import gpudl`` and a model without convolutions stay free of it.
 """
@@ -21,7 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["threads", "set_threads", "run_blocks", "single_blas", "matmul_batched", "matmul_split", "gemm"]
+__all__ = ["threads", "set_threads", "run_blocks", "single_blas", "blas_held", "loop_scope", "matmul_batched",
+           "matmul_split", "gemm"]
 
 _pool = None
 _pool_lock = threading.Lock()
@@ -62,21 +66,25 @@ def run_blocks(fn, n_jobs, *args):
     """fn(*args, lo, hi) over [0, n_jobs) split into one contiguous range per thread; the last
     runs in the calling thread. The loops are compiled with nogil, so the threads run at once.
     A job is one output plane or row, and each is computed by one call in a fixed order, so the
-    results do not depend on the number of threads."""
+    results do not depend on the number of threads. BLAS is held to one thread throughout
+    (single_blas): its idle workers are parked, not spinning on the cores the blocks run on,
+    and a product inside a block rounds the same whichever thread runs it."""
     global _pool
     n = min(threads(), n_jobs)
-    if n <= 1:
-        fn(*args, 0, n_jobs)
-        return
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=threads() - 1, thread_name_prefix="gpudl-cpu")
-        pool = _pool
-    bounds = [i * n_jobs // n for i in range(n + 1)]
-    futures = [pool.submit(fn, *args, bounds[i], bounds[i + 1]) for i in range(n - 1)]
-    fn(*args, bounds[n - 1], bounds[n])
-    for f in futures:
-        f.result()
+    _hold_for_the_loop()
+    with single_blas():
+        if n <= 1:
+            fn(*args, 0, n_jobs)
+            return
+        with _pool_lock:
+            if _pool is None:
+                _pool = ThreadPoolExecutor(max_workers=threads() - 1, thread_name_prefix="gpudl-cpu")
+            pool = _pool
+        bounds = [i * n_jobs // n for i in range(n + 1)]
+        futures = [pool.submit(fn, *args, bounds[i], bounds[i + 1]) for i in range(n - 1)]
+        fn(*args, bounds[n - 1], bounds[n])
+        for f in futures:
+            f.result()
 
 
 # ---- BLAS held to one thread ---------------------------------------------------------------------
@@ -99,6 +107,31 @@ def _blas_libraries():
     return _blas
 
 
+def _hold():
+    global _blas_depth
+    with _blas_lock:
+        if _blas_depth == 0:
+            libs = _blas_libraries()
+            _blas_saved[:] = [lib.get_num_threads() for lib in libs]
+            for lib in libs:
+                lib.set_num_threads(1)
+        _blas_depth += 1
+
+
+def _release():
+    global _blas_depth
+    with _blas_lock:
+        _blas_depth -= 1
+        if _blas_depth == 0:
+            for lib, n in zip(_blas_libraries(), _blas_saved):
+                lib.set_num_threads(n)
+
+
+def blas_held() -> bool:
+    """Whether BLAS is held to one thread now (inside single_blas, or a loop the pool ran in)."""
+    return _blas_depth > 0
+
+
 class single_blas:
     """BLAS held to one thread inside the block (process-wide, as BLAS settings are).
 
@@ -106,24 +139,54 @@ class single_blas:
     library, about 2 us) and puts back the count it found."""
 
     def __enter__(self):
-        global _blas_depth
-        with _blas_lock:
-            if _blas_depth == 0:
-                libs = _blas_libraries()
-                _blas_saved[:] = [lib.get_num_threads() for lib in libs]
-                for lib in libs:
-                    lib.set_num_threads(1)
-            _blas_depth += 1
+        _hold()
         return self
 
     def __exit__(self, *exc):
-        global _blas_depth
-        with _blas_lock:
-            _blas_depth -= 1
-            if _blas_depth == 0:
-                for lib, n in zip(_blas_libraries(), _blas_saved):
-                    lib.set_num_threads(n)
+        _release()
         return False
+
+
+_loops = 0  # loop_scope blocks open
+_loop_hold = False  # whether one of them holds BLAS
+
+
+class loop_scope:
+    """Around a training or inference loop (``fit``, ``evaluate``, ``predict``): from the
+    first time the pool runs inside it, BLAS stays held to one thread until the loop ends, and
+    the Dense products in between are split over the pool (``gemm``) instead of waking BLAS's
+    workers, which would then spin through the next convolution. A loop that never runs the
+    pool (a multilayer perceptron, an RNN) keeps BLAS's own threads for its products: they beat
+    any split of them here (a 784-500-500-10 MLP epoch 0.8x PyTorch's with them, 1.06x split)."""
+
+    def __enter__(self):
+        global _loops
+        with _blas_lock:
+            _loops += 1
+        return self
+
+    def __exit__(self, *exc):
+        global _loops, _loop_hold
+        with _blas_lock:
+            _loops -= 1
+            release = _loops == 0 and _loop_hold
+            if release:
+                _loop_hold = False
+        if release:
+            _release()
+        return False
+
+
+def _hold_for_the_loop():
+    """Called when the pool runs: inside a loop_scope, hold BLAS to its end (once)."""
+    global _loop_hold
+    if _loops and not _loop_hold:
+        with _blas_lock:
+            take = _loops > 0 and not _loop_hold
+            if take:
+                _loop_hold = True
+        if take:
+            _hold()
 
 
 def _split_ok():
@@ -138,8 +201,7 @@ def matmul_batched(a, b, out):
     if not _split_ok():
         np.matmul(a, b, out=out)
         return out
-    with single_blas():
-        run_blocks(lambda lo, hi: np.matmul(a[lo:hi], b[lo:hi], out=out[lo:hi]), out.shape[0])
+    run_blocks(lambda lo, hi: np.matmul(a[lo:hi], b[lo:hi], out=out[lo:hi]), out.shape[0])
     return out
 
 
@@ -148,7 +210,18 @@ _PART = 2048
 _MAX_PARTS = 16
 
 
-def _split(a, b, out, axis, parts):
+def matmul_split(a, b, out, axis):
+    """out = a @ b (2-D), a's rows (axis 0) or b's columns (axis 1) split over the threads."""
+    if not _split_ok():
+        np.matmul(a, b, out=out)
+        return out
+    # the parts depend on the size alone, never on the thread count: BLAS may round a part's
+    # edge differently from the whole, so the same parts must be computed whatever runs them
+    return _matmul_parts(a, b, out, axis, max(1, min(_MAX_PARTS, out.shape[axis] // _PART)))
+
+
+def _matmul_parts(a, b, out, axis, parts):
+    """out = a @ b as ``parts`` products of consecutive rows (axis 0) or columns (axis 1)."""
     n = out.shape[axis]
     bounds = [i * n // parts for i in range(parts + 1)]
 
@@ -160,46 +233,29 @@ def _split(a, b, out, axis, parts):
             else:
                 np.matmul(a, b[:, r0:r1], out=out[:, r0:r1])
 
-    with single_blas():
-        run_blocks(part, parts)
+    run_blocks(part, parts)
     return out
 
 
-def matmul_split(a, b, out, axis):
-    """out = a @ b (2-D), a's rows (axis 0) or b's columns (axis 1) split over the threads."""
-    if not _split_ok():
-        np.matmul(a, b, out=out)
-        return out
-    # the parts depend on the size alone, never on the thread count: BLAS may round a part's
-    # edge differently from the whole, so the same parts must be computed whatever runs them
-    return _split(a, b, out, axis, max(1, min(_MAX_PARTS, out.shape[axis] // _PART)))
-
-
-#: gemm's parts: at least _GEMM_PART rows or columns each (a multiple of the kernels' widths)
+#: gemm's parts: at least this many rows or columns each
 _GEMM_PART = 64
-#: products below this many multiply-adds run whole (BLAS at one thread): a split costs more
+#: products below this many multiply-adds run whole: a split costs more than it gains
 _GEMM_MIN_MACS = 1 << 20
 
 
-def gemm(a, b, out=None):
-    """a @ b (into ``out`` when given). For 2-D NumPy floating arrays of one dtype it runs with
-    BLAS at one thread: whole when small, else the longer side of the result cut into parts
-    of at least 64 that the threads run at once (the same parts on any thread count). Any
-    other arrays (CuPy's, integers, stacks) go to their own matmul."""
-    if (not isinstance(a, np.ndarray) or not isinstance(b, np.ndarray) or a.ndim != 2 or b.ndim != 2
-            or a.dtype != b.dtype or a.dtype.kind != "f" or not _split_ok()
-            or (out is not None and out.dtype != a.dtype)):
-        if out is None:
-            return a @ b
-        from .. import backend
-        return backend.get_array_module(a).matmul(a, b, out=out)
+def gemm(a, b):
+    """a @ b. While BLAS is held to one thread (blas_held: inside a loop that runs the pool)
+    a large product of 2-D NumPy floating arrays is cut into parts of at least 64 rows or
+    columns of the result that the pool runs at once (the same parts on any thread count);
+    otherwise, and for any other arrays, it is plain matmul on BLAS's own threads."""
+    if (not _blas_depth or not isinstance(a, np.ndarray) or not isinstance(b, np.ndarray)
+            or a.ndim != 2 or b.ndim != 2 or a.dtype != b.dtype or a.dtype.kind != "f"):
+        return a @ b
     m, k = a.shape
     n = b.shape[1]
-    if out is None:
-        out = np.empty((m, n), dtype=a.dtype)
     if m * n * k < _GEMM_MIN_MACS:
-        with single_blas():
-            return np.matmul(a, b, out=out)
+        return a @ b
+    out = np.empty((m, n), dtype=a.dtype)
     axis = 0 if m >= n else 1
     parts = max(1, min(_MAX_PARTS, out.shape[axis] // _GEMM_PART))
-    return _split(a, b, out, axis, parts)
+    return _matmul_parts(a, b, out, axis, parts)

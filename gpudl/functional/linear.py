@@ -1,20 +1,14 @@
 """Fully connected layer's op: ``x @ W + b``.
 
-On NumPy the products run through ``_threads.gemm`` (BLAS at one thread, large products
-split over gpudl's threads), so no BLAS worker is left spinning on the cores the next
-layer's compiled loops want.
+The products go through ``_threads.gemm``: plain matmul, except inside a training loop that
+runs gpudl's CPU pool (a CNN's), where they are split over that pool with BLAS held to one
+thread, so no BLAS worker spins on the cores the next convolution wants.
 """
 from __future__ import annotations
-
-import numpy as np
 
 from ..autograd import Function, as_tensor
 from ._threads import gemm
 from ._util import require_float
-
-
-def _mm(a, b):
-    return gemm(a, b) if isinstance(a, np.ndarray) else a @ b
 
 __all__ = ["linear"]
 
@@ -25,7 +19,7 @@ class Linear(Function):
     def forward(self, x, W, b=None):
         lead = x.shape[:-1]
         x2 = x.reshape(-1, x.shape[-1])
-        y = _mm(x2, W)
+        y = gemm(x2, W)
         if b is not None:
             y += b
         self._saved = (x2, W, lead, b is not None)
@@ -35,8 +29,8 @@ class Linear(Function):
         x2, W, lead, has_b = self._saved
         g2 = g.reshape(-1, g.shape[-1])
         # the first layer's input (the data) needs no gradient: skip that product
-        gx = _mm(g2, W.T).reshape(lead + (W.shape[0],)) if self.needs_grad(0) else None
-        gW = _mm(x2.T, g2)
+        gx = gemm(g2, W.T).reshape(lead + (W.shape[0],)) if self.needs_grad(0) else None
+        gW = gemm(x2.T, g2)
         if has_b:
             return gx, gW, g2.sum(axis=0)
         return gx, gW

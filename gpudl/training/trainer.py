@@ -18,6 +18,7 @@ from .. import optimizers as optim
 from .. import random as grandom
 from ..autograd import Tensor, no_grad
 from ..callbacks import CallbackList, History, TerminateOnNaN
+from ..functional._threads import loop_scope
 from ..layers.base import renamed_arg
 from . import compile_utils
 from .epoch_iterator import (ArrayAdapter, EpochIterator, IterableAdapter, as_array, check_batch, get_adapter,
@@ -411,14 +412,15 @@ class Trainer:
         self.stop_training, self.history = False, history
         cbl.on_train_begin({})
         try:
-            for epoch in range(epoch0, plan.epochs):
-                logs = self._fit_epoch(plan, cbl, epoch, start_batch)
-                start_batch = 0
-                if logs is None:  # a non-finite loss stopped it, or the data ran out
-                    break
-                cbl.on_epoch_end(epoch, logs)
-                if self.stop_training:
-                    break
+            with loop_scope():  # a CNN's steps: BLAS held to one thread, the pool does the products
+                for epoch in range(epoch0, plan.epochs):
+                    logs = self._fit_epoch(plan, cbl, epoch, start_batch)
+                    start_batch = 0
+                    if logs is None:  # a non-finite loss stopped it, or the data ran out
+                        break
+                    cbl.on_epoch_end(epoch, logs)
+                    if self.stop_training:
+                        break
         finally:
             cbl.on_train_end({})
             plan.iterator.close()
@@ -663,7 +665,8 @@ class Trainer:
         batch_size = 32 if batch_size is None else _positive_int("evaluate: batch_size", batch_size)
         cbl = CallbackList(list(callbacks or []), self)
         cbl.on_test_begin({})
-        logs = self._evaluate_logs((x, y, sample_weight), batch_size, steps)
+        with loop_scope():
+            logs = self._evaluate_logs((x, y, sample_weight), batch_size, steps)
         cbl.on_test_end(logs)
         if verbose:
             print(_fmt(logs))
@@ -686,11 +689,12 @@ class Trainer:
         outs = []
         try:
             it.begin(grandom.get_rng())
-            for b, batch in it.batches():
-                if not adapter.checked:
-                    batch = check_batch(batch, b, self.input_shapes, need_y=False, standardize=self._standardize)
-                xb = self._to_model(unpack(batch)[0], cast=True)
-                outs.append(_to_host(self.predict_step((xb,))))
+            with loop_scope():
+                for b, batch in it.batches():
+                    if not adapter.checked:
+                        batch = check_batch(batch, b, self.input_shapes, need_y=False, standardize=self._standardize)
+                    xb = self._to_model(unpack(batch)[0], cast=True)
+                    outs.append(_to_host(self.predict_step((xb,))))
         finally:
             self.train(training)
             it.close()
