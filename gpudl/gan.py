@@ -27,6 +27,7 @@ from . import optimizers as optim
 from . import random as grandom
 from .autograd import Tensor, no_grad
 from .callbacks import CallbackList, History
+from .functional._threads import loop_scope
 
 __all__ = ["GAN", "OUTPUT_RANGES", "check_image_range"]
 
@@ -324,33 +325,34 @@ class GAN:
         xp = backend.get_array_module(x)
         self.stop_training = False
         cbl.on_train_begin({})
-        for epoch in range(epochs):
-            cbl.on_epoch_begin(epoch, {})
-            order = grandom.get_rng().permutation(n) if shuffle else np.arange(n)
-            if xp is not np:
-                order = backend.to_backend(order, "cupy")
-            metrics.reset()
-            d_sum = g_sum = 0.0
-            count = 0
-            for b in range(steps):
-                idx = order[b * batch_size:(b + 1) * batch_size]
-                cbl.on_train_batch_begin(b, {})
-                d_loss, g_loss, pred, yd = self._step(x[idx])
-                metrics.update(yd, pred)
-                m = len(idx)
-                d_sum = d_sum + d_loss.astype(np.float64) * m  # sums stay where the models run
-                g_sum = g_sum + g_loss.astype(np.float64) * m
-                count += m
-                cbl.on_train_batch_end(b, {"d_loss": d_loss, "g_loss": g_loss, "size": m})
-            # the one read of the device per epoch
-            logs = {"d_loss": float(d_sum) / count, "g_loss": float(g_sum) / count,
-                    "d_accuracy": metrics.results()["accuracy"]}
-            if verbose:
-                print(f"epoch {epoch + 1}/{epochs}: d_loss {logs['d_loss']:.4f}  g_loss {logs['g_loss']:.4f}  "
-                      f"d_accuracy {logs['d_accuracy']:.4f}", flush=True)
-            cbl.on_epoch_end(epoch, logs)
-            if self.stop_training:
-                break
+        with loop_scope():  # the convolutions' pool: BLAS held to one thread while training
+            for epoch in range(epochs):
+                cbl.on_epoch_begin(epoch, {})
+                order = grandom.get_rng().permutation(n) if shuffle else np.arange(n)
+                if xp is not np:
+                    order = backend.to_backend(order, "cupy")
+                metrics.reset()
+                d_sum = g_sum = 0.0
+                count = 0
+                for b in range(steps):
+                    idx = order[b * batch_size:(b + 1) * batch_size]
+                    cbl.on_train_batch_begin(b, {})
+                    d_loss, g_loss, pred, yd = self._step(x[idx])
+                    metrics.update(yd, pred)
+                    m = len(idx)
+                    d_sum = d_sum + d_loss.astype(np.float64) * m  # sums stay where the models run
+                    g_sum = g_sum + g_loss.astype(np.float64) * m
+                    count += m
+                    cbl.on_train_batch_end(b, {"d_loss": d_loss, "g_loss": g_loss, "size": m})
+                # the one read of the device per epoch
+                logs = {"d_loss": float(d_sum) / count, "g_loss": float(g_sum) / count,
+                        "d_accuracy": metrics.results()["accuracy"]}
+                if verbose:
+                    print(f"epoch {epoch + 1}/{epochs}: d_loss {logs['d_loss']:.4f}  g_loss {logs['g_loss']:.4f}  "
+                          f"d_accuracy {logs['d_accuracy']:.4f}", flush=True)
+                cbl.on_epoch_end(epoch, logs)
+                if self.stop_training:
+                    break
         cbl.on_train_end({})
         self.history = history
         return history

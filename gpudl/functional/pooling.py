@@ -9,8 +9,10 @@ with plain assignments (no zero-fill, no accumulation).
 
 Max pooling pads with -inf (a pad never wins) and sends each window's gradient to its
 first maximum, as PyTorch does; a NaN wins over numbers. In float32 and float64 it is one
-compiled pass each way (``_pool_jit``, the CUDA kernels' rules) instead of the offset walk. Average pooling counts padded zeros in the divisor by
-default (PyTorch's ``count_include_pad=True``): every window divides by kh*kw; with
+compiled pass each way (``_pool_jit``, the CUDA kernels' rules) instead of the offset walk.
+
+Average pooling counts padded zeros in the divisor by default (PyTorch's
+``count_include_pad=True``): every window divides by kh*kw; with
 ``count_include_pad=False`` each window divides by its real cells, as TensorFlow's "SAME"
 pooling does. ``padding="same"`` pads as TensorFlow/Keras do: output ceil(H / sh), the total
 pad max((Ho - 1)*sh + kh - H, 0) split with the odd row/column at the bottom/right.
