@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 __all__ = ["threads", "set_threads", "run_blocks", "single_blas", "blas_held", "loop_scope", "matmul_batched",
-           "matmul_split", "gemm"]
+           "matmul_split", "gemm", "held_gemm"]
 
 _pool = None
 _pool_lock = threading.Lock()
@@ -259,3 +259,14 @@ def gemm(a, b):
     axis = 0 if m >= n else 1
     parts = max(1, min(_MAX_PARTS, out.shape[axis] // _GEMM_PART))
     return _matmul_parts(a, b, out, axis, parts)
+
+
+def held_gemm(a, b):
+    """a @ b with BLAS held to one thread whatever the loop around it (the products inside a
+    convolution, so a conv never leaves BLAS workers spinning): small products whole, large
+    ones split over the pool as gemm splits them. Other arrays: plain matmul."""
+    if (not isinstance(a, np.ndarray) or not isinstance(b, np.ndarray) or a.ndim != 2 or b.ndim != 2
+            or a.dtype != b.dtype or a.dtype.kind != "f" or not _split_ok()):
+        return a @ b
+    with single_blas():
+        return gemm(a, b)

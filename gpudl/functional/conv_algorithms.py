@@ -34,6 +34,7 @@ import numpy as np
 
 from .. import backend
 from . import _workspace as W_
+from ._threads import held_gemm
 
 __all__ = ["ALGORITHMS", "Geometry", "algorithms_for", "choose", "choices", "clear_choices",
            "tuning_seconds", "fixed_rule"]
@@ -99,7 +100,7 @@ class Im2col(Algorithm):
         # (out_ch, N*Ho*Wo): moving it to NCHW then copies runs of Ho*Wo floats, where the
         # (N*Ho*Wo, out_ch) product would need a gather of single floats (measured 1.2-2x slower)
         if groups == 1:
-            y = w_rows @ cols.T
+            y = held_gemm(w_rows, cols.T)
         else:  # one batched product: (G, out_ch/G, K) @ (G, K, N*Ho*Wo), K = kh*kw*C/G
             y = np.matmul(w_rows.reshape(groups, out_ch // groups, -1),
                           cols.reshape(cols.shape[0], groups, -1).transpose(1, 2, 0)).reshape(out_ch, -1)
@@ -131,7 +132,7 @@ class Im2col(Algorithm):
             # computed transposed, (kh*kw*C, out_ch): the same product, but OpenBLAS runs this
             # orientation of the long-K GEMM far more steadily when the cores are shared
             if groups == 1:
-                gW = (cols.T @ gy_t.T).T.reshape(out_ch, kh, kw, c).transpose(0, 3, 1, 2)
+                gW = held_gemm(cols.T, gy_t.T).T.reshape(out_ch, kh, kw, c).transpose(0, 3, 1, 2)
             else:  # (G, K, N*Ho*Wo) @ (G, N*Ho*Wo, out_ch/G), then back to (out_ch, C/G, kh, kw)
                 gwt = np.matmul(cols.reshape(cols.shape[0], groups, -1).transpose(1, 2, 0),
                                 gy_t.reshape(groups, out_ch // groups, -1).transpose(0, 2, 1))
@@ -140,7 +141,7 @@ class Im2col(Algorithm):
         if need_x:
             if groups == 1:
                 w_cols = W.transpose(1, 2, 3, 0).reshape(c * kh * kw, out_ch)  # (C*kh*kw, out_ch)
-                gcols = w_cols @ gy_t
+                gcols = held_gemm(w_cols, gy_t)
             else:  # (G, C/G*kh*kw, out_ch/G) @ (G, out_ch/G, N*Ho*Wo): rows come out (C, kh, kw)
                 fg = out_ch // groups
                 w_cols = W.reshape(groups, fg, c, kh, kw).transpose(0, 2, 3, 4, 1).reshape(groups, -1, fg)
@@ -307,7 +308,7 @@ class Winograd(_Pooled):
         pt, pl = geom.pads[0], geom.pads[2]
         gg = _GG.astype(x.dtype)
         # U (16, K, C): the kernels in the transformed domain
-        U = (gg @ W.reshape(out_ch * c, 9).T).reshape(16, out_ch, c)
+        U = held_gemm(gg, W.reshape(out_ch * c, 9).T).reshape(16, out_ch, c)
         V = W_.take((16, c, n * t_img), x.dtype)  # saved for the weight gradient
         out = np.empty(geom.y_shape, dtype=x.dtype)
         bias = _bias_or_empty(b, x.dtype)
@@ -371,7 +372,7 @@ class Winograd(_Pooled):
         if need_w:
             dU = dU_parts.sum(axis=0)  # over the groups, in order
             gg = _GG.astype(gy.dtype)
-            gW = np.ascontiguousarray((gg.T @ dU.reshape(16, -1)).T).reshape(W.shape)
+            gW = np.ascontiguousarray(held_gemm(gg.T, dU.reshape(16, -1)).T).reshape(W.shape)
         gb = db.sum(axis=0) if has_b else None
         return gx, gW, gb
 
