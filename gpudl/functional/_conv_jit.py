@@ -23,9 +23,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-# the thread pool and the split GEMMs live in _threads (no numba there); re-exported for
-# the algorithms that call them through this module
-from ._threads import matmul_batched, matmul_split, run_blocks, set_threads, single_blas, threads  # noqa: F401
+from ._threads import run_blocks  # the thread pool (no numba there)
 
 
 # ---- Winograd F(2x2, 3x3) ----------------------------------------------------------------------

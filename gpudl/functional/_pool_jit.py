@@ -22,50 +22,66 @@ from ._threads import run_blocks
 __all__ = ["max_pool_forward", "max_pool_backward"]
 
 
+@njit(inline="always")
+def _planes(p, a, b, idx):
+    """Job p's (image, channel) plane of a, b and idx (all N, C, ...)."""
+    n = p // a.shape[1]
+    c = p - n * a.shape[1]
+    return a[n, c], b[n, c], idx[n, c]
+
+
 @njit(cache=True, nogil=True)
 def _forward_block(x, kh, kw, sh, sw, pt, pl, y, idx, lo, hi):
-    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
+    """Any window, stride and padding: the window's cells in order (a, b), each a pass over
+    the plane's outputs along its rows. On two threads about as fast as NumPy's strided passes
+    (3x3 windows: 12 against 12 ms at stride 2, 43 against 29-38 at stride 1, (32, 64, 32,
+    32) float32), which it replaces for the NaN rule's sake; the loop did not vectorise (the
+    index's conditional store), where the 2x2 one below did: 1.8 ms against 15-20."""
+    height, width = x.shape[2], x.shape[3]
     ho_count, wo_count = y.shape[2], y.shape[3]
     neg_inf = x.dtype.type(-np.inf)
+    # for cell column b, the outputs j whose window column j*sw - pl + b is inside the image
+    j_lo = np.empty(kw, dtype=np.int64)
+    j_hi = np.empty(kw, dtype=np.int64)
+    for b in range(kw):
+        first = 0
+        while first < wo_count and first * sw - pl + b < 0:
+            first += 1
+        last = wo_count
+        while last > first and (last - 1) * sw - pl + b >= width:
+            last -= 1
+        j_lo[b] = first
+        j_hi[b] = last
     for p in range(lo, hi):
-        n = p // channels
-        c = p - n * channels
-        xp = x[n, c]
-        yp = y[n, c]
-        ip = idx[n, c]
+        xp, yp, ip = _planes(p, x, y, idx)
         for i in range(ho_count):
-            h0 = i * sh - pt
             for j in range(wo_count):
-                w0 = j * sw - pl
-                best = neg_inf
-                arg = 0
-                for a in range(kh):
-                    h = h0 + a
+                yp[i, j] = neg_inf
+                ip[i, j] = 0
+        for a in range(kh):
+            for b in range(kw):
+                o = a * kw + b
+                for i in range(ho_count):
+                    h = i * sh - pt + a
                     if h < 0 or h >= height:
                         continue
-                    for b in range(kw):
-                        w = w0 + b
-                        if w < 0 or w >= width:
-                            continue
-                        v = xp[h, w]
+                    row = xp[h]
+                    y_row = yp[i]
+                    i_row = ip[i]
+                    for j in range(j_lo[b], j_hi[b]):
+                        v = row[j * sw - pl + b]
+                        best = y_row[j]
                         if v > best or (v != v and best == best):
-                            best = v
-                            arg = a * kw + b
-                yp[i, j] = best
-                ip[i, j] = arg
+                            y_row[j] = v
+                            i_row[j] = o
 
 
 @njit(cache=True, nogil=True)
 def _forward_2x2_block(x, y, idx, lo, hi):
     """The common 2x2 window at stride 2, no padding: the same rule, unrolled."""
-    channels = x.shape[1]
     ho_count, wo_count = y.shape[2], y.shape[3]
     for p in range(lo, hi):
-        n = p // channels
-        c = p - n * channels
-        xp = x[n, c]
-        yp = y[n, c]
-        ip = idx[n, c]
+        xp, yp, ip = _planes(p, x, y, idx)
         for i in range(ho_count):
             for j in range(wo_count):
                 best = xp[2 * i, 2 * j]
@@ -88,15 +104,11 @@ def _forward_2x2_block(x, y, idx, lo, hi):
 
 @njit(cache=True, nogil=True)
 def _backward_block(gy, idx, kh, kw, sh, sw, pt, pl, tiles, gx, lo, hi):
-    channels, height, width = gx.shape[1], gx.shape[2], gx.shape[3]
+    height, width = gx.shape[2], gx.shape[3]
     ho_count, wo_count = gy.shape[2], gy.shape[3]
     zero = gx.dtype.type(0)
     for p in range(lo, hi):
-        n = p // channels
-        c = p - n * channels
-        gp = gx[n, c]
-        gyp = gy[n, c]
-        ip = idx[n, c]
+        gp, gyp, ip = _planes(p, gx, gy, idx)
         if tiles:  # every covered cell written once: no zero-fill but the uncovered edge
             for i in range(ho_count):
                 for a in range(kh):

@@ -24,8 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["threads", "set_threads", "run_blocks", "single_blas", "blas_held", "loop_scope", "matmul_batched",
-           "matmul_split", "gemm", "held_gemm"]
+__all__ = ["threads", "set_threads", "run_blocks", "single_blas", "blas_held", "loop_scope", "matmul_split",
+           "gemm", "held_gemm"]
 
 _pool = None
 _pool_lock = threading.Lock()
@@ -194,15 +194,6 @@ def _split_ok():
     after another) under it: the same parts and the same one-thread BLAS kernels as on any
     other count, so the bits match (multithreaded OpenBLAS rounds some elements differently)."""
     return bool(_blas_libraries())
-
-
-def matmul_batched(a, b, out):
-    """out[i] = a[i] @ b[i] for a stack of products, the stack split over the threads."""
-    if not _split_ok():
-        np.matmul(a, b, out=out)
-        return out
-    run_blocks(lambda lo, hi: np.matmul(a[lo:hi], b[lo:hi], out=out[lo:hi]), out.shape[0])
-    return out
 
 
 #: a split GEMM's parts: at least _PART rows or columns each, at most _MAX_PARTS of them

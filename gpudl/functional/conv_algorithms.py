@@ -34,7 +34,7 @@ import numpy as np
 
 from .. import backend
 from . import _workspace as W_
-from ._threads import held_gemm
+from ._threads import held_gemm, matmul_split, run_blocks
 
 __all__ = ["ALGORITHMS", "Geometry", "algorithms_for", "choose", "choices", "clear_choices",
            "tuning_seconds", "fixed_rule"]
@@ -199,7 +199,7 @@ class Fused(_Pooled):
         # rows of cols are (C, kh, kw): W's own layout, so W needs no transposed copy
         w2 = W.reshape(out_ch, cg * kh * kw)
         if geom.groups == 1:
-            y = J.matmul_split(w2, cols, W_.take((out_ch, cols.shape[1]), x.dtype), axis=1)
+            y = matmul_split(w2, cols, W_.take((out_ch, cols.shape[1]), x.dtype), axis=1)
         else:
             y = _grouped_gemm(w2, cols, geom.groups, out_ch)
         out = np.empty(geom.y_shape, dtype=x.dtype)
@@ -222,7 +222,7 @@ class Fused(_Pooled):
         if need_w:
             # (C*kh*kw, out_ch) = cols @ gy_t^T, the long N*Ho*Wo axis contracted
             if groups == 1:
-                gwt = J.matmul_split(cols, gy_t.T, np.empty((cols.shape[0], out_ch), gy.dtype), axis=0)
+                gwt = matmul_split(cols, gy_t.T, np.empty((cols.shape[0], out_ch), gy.dtype), axis=0)
                 gW = np.ascontiguousarray(gwt.T).reshape(W.shape)
             else:
                 fg = out_ch // groups
@@ -232,7 +232,7 @@ class Fused(_Pooled):
         if need_x:
             w2 = W.reshape(out_ch, cg * kh * kw)
             if groups == 1:
-                gcols = J.matmul_split(w2.T, gy_t, W_.take((c * kh * kw, gy_t.shape[1]), gy.dtype), axis=1)
+                gcols = matmul_split(w2.T, gy_t, W_.take((c * kh * kw, gy_t.shape[1]), gy.dtype), axis=1)
             else:
                 fg = out_ch // groups
                 gcols = np.matmul(w2.reshape(groups, fg, -1).transpose(0, 2, 1),
@@ -324,7 +324,7 @@ class Winograd(_Pooled):
                     J.winograd_output(M, bias, relu, tw, out[lo:hi], 0, (hi - lo) * out_ch)
             W_.give(flat)
 
-        J.run_blocks(work, len(bounds) - 1)  # BLAS held to one thread inside
+        run_blocks(work, len(bounds) - 1)  # BLAS held to one thread inside
         return out, (V, U, W)
 
     @staticmethod
@@ -367,7 +367,7 @@ class Winograd(_Pooled):
                     first = False
             W_.give(flat_m, flat_v)
 
-        J.run_blocks(work, groups)
+        run_blocks(work, groups)
         gW = None
         if need_w:
             dU = dU_parts.sum(axis=0)  # over the groups, in order

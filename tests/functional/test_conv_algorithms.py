@@ -144,32 +144,26 @@ def test_winograd_float32_error_within_10x_of_im2col(shape):
 
 # ---- thread-count independence ----------------------------------------------------------------
 
-def test_compiled_paths_do_not_depend_on_the_thread_count():
-    from gpudl.functional import _threads as _conv_jit
+def test_compiled_paths_do_not_depend_on_the_thread_count(set_threads):
     rng = np.random.default_rng(6)
     x = rng.standard_normal((3, 5, 9, 9)).astype(np.float32)
     W = rng.standard_normal((4, 5, 3, 3)).astype(np.float32)
     gy = rng.standard_normal((3, 4, 9, 9)).astype(np.float32)
-    old = _conv_jit.threads()
-    try:
-        for alg in ("fused", "winograd"):
-            outs = []
-            for t in (1, 2, 3):
-                _conv_jit.set_threads(t)
-                A.clear_choices()
-                outs.append(_run(alg, x, W, None, gy, padding=1)[:3])
-            for other in outs[1:]:
-                for a, b in zip(outs[0], other):
-                    np.testing.assert_array_equal(a, b, err_msg=alg)
-    finally:
-        _conv_jit.set_threads(old)
+    for alg in ("fused", "winograd"):
+        outs = []
+        for t in (1, 2, 3):
+            set_threads(t)
+            A.clear_choices()
+            outs.append(_run(alg, x, W, None, gy, padding=1)[:3])
+        for other in outs[1:]:
+            for a, b in zip(outs[0], other):
+                np.testing.assert_array_equal(a, b, err_msg=alg)
 
 
-def test_winograd_groups_and_chunks_do_not_change_the_answer(monkeypatch):
+def test_winograd_groups_and_chunks_do_not_change_the_answer(monkeypatch, set_threads):
     """A batch larger than the group count, cut into several chunks per group (a tiny chunk
     budget), on 1, 2 and 3 threads: the same bits each time, and im2col's answer within
     float32 rounding (the weight gradient is summed per chunk, then per group, in order)."""
-    from gpudl.functional import _threads
     monkeypatch.setattr(A, "CHUNK_BYTES", 1)  # one image per chunk
     monkeypatch.setattr(A, "GROUPS", 4)
     rng = np.random.default_rng(8)
@@ -177,14 +171,10 @@ def test_winograd_groups_and_chunks_do_not_change_the_answer(monkeypatch):
     W = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
     b = rng.standard_normal(5).astype(np.float32)
     gy = rng.standard_normal((11, 5, 8, 7)).astype(np.float32)
-    old = _threads.threads()
     outs = []
-    try:
-        for t in (1, 2, 3):
-            _threads.set_threads(t)
-            outs.append(_run("winograd", x, W, b, gy, padding=1, activation="relu"))
-    finally:
-        _threads.set_threads(old)
+    for t in (1, 2, 3):
+        set_threads(t)
+        outs.append(_run("winograd", x, W, b, gy, padding=1, activation="relu"))
     for other in outs[1:]:
         for a, c in zip(outs[0], other):
             np.testing.assert_array_equal(a, c)
@@ -194,16 +184,16 @@ def test_winograd_groups_and_chunks_do_not_change_the_answer(monkeypatch):
 
 
 def test_thread_settings_are_checked(monkeypatch):
-    from gpudl.functional import _threads as _conv_jit
+    from gpudl.functional import _threads
     with pytest.raises(ValueError, match="set_threads expected a positive int, got 0"):
-        _conv_jit.set_threads(0)
-    monkeypatch.setattr(_conv_jit, "_threads", None)
+        _threads.set_threads(0)
+    monkeypatch.setattr(_threads, "_threads", None)
     monkeypatch.setenv("GPUDL_CPU_THREADS", "many")
     with pytest.raises(ValueError, match="GPUDL_CPU_THREADS expected a positive integer, got 'many'"):
-        _conv_jit.threads()
+        _threads.threads()
     monkeypatch.setenv("GPUDL_CPU_THREADS", "3")
-    assert _conv_jit.threads() == 3
-    monkeypatch.setattr(_conv_jit, "_threads", None)  # back to the default on teardown
+    assert _threads.threads() == 3
+    monkeypatch.setattr(_threads, "_threads", None)  # back to the default on teardown
 
 
 # ---- the choice --------------------------------------------------------------------------------

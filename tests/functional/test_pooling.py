@@ -158,22 +158,17 @@ def test_max_pool_float16_takes_the_numpy_passes_and_agrees():
         np.testing.assert_array_equal(outs[0][1], outs[1][1])
 
 
-def test_max_pool_does_not_depend_on_the_thread_count():
-    from gpudl.functional import _threads
+def test_max_pool_does_not_depend_on_the_thread_count(set_threads):
     rng = np.random.default_rng(3)
     x = np.round(rng.standard_normal((3, 4, 11, 10)), 1).astype(np.float32)  # ties on purpose
     gy = rng.standard_normal((3, 4, 11, 10)).astype(np.float32)
-    old = _threads.threads()
     outs = []
-    try:
-        for n in (1, 2, 3):
-            _threads.set_threads(n)
-            t = gpudl.Tensor(x, requires_grad=True)
-            y = F.max_pool2d(t, 3, 1, 1)
-            y.backward(gy)
-            outs.append((y.numpy(), t.grad))
-    finally:
-        _threads.set_threads(old)
+    for n in (1, 2, 3):
+        set_threads(n)
+        t = gpudl.Tensor(x, requires_grad=True)
+        y = F.max_pool2d(t, 3, 1, 1)
+        y.backward(gy)
+        outs.append((y.numpy(), t.grad))
     for y, g in outs[1:]:
         np.testing.assert_array_equal(y, outs[0][0])
         np.testing.assert_array_equal(g, outs[0][1])

@@ -9,16 +9,9 @@ import pytest
 from gpudl.functional import _threads
 
 
-@pytest.fixture
-def thread_counts():
-    old = _threads.threads()
-    yield
-    _threads.set_threads(old)
-
-
 @pytest.mark.parametrize("axis", [0, 1])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_split_products_match_matmul_and_not_the_thread_count(thread_counts, axis, dtype):
+def test_split_products_match_matmul_and_not_the_thread_count(set_threads, axis, dtype):
     rng = np.random.default_rng(axis)
     a = rng.standard_normal((5000, 40)).astype(dtype)
     b = rng.standard_normal((40, 4500)).astype(dtype)
@@ -26,29 +19,24 @@ def test_split_products_match_matmul_and_not_the_thread_count(thread_counts, axi
         a = a[:70]
     else:
         b = b[:, :60]
-    stack_a = rng.standard_normal((16, 30, 20)).astype(dtype)
-    stack_b = rng.standard_normal((16, 20, 50)).astype(dtype)
     outs = []
     for t in (1, 2, 3):
-        _threads.set_threads(t)
+        set_threads(t)
         out = np.empty((a.shape[0], b.shape[1]), dtype)
-        stack = np.empty((16, 30, 50), dtype)
-        outs.append((_threads.matmul_split(a, b, out, axis), _threads.matmul_batched(stack_a, stack_b, stack)))
+        outs.append(_threads.matmul_split(a, b, out, axis))
     for o in outs[1:]:
-        for x, y in zip(o, outs[0]):
-            np.testing.assert_array_equal(x, y)
+        np.testing.assert_array_equal(o, outs[0])
     tol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(outs[0][0], a.astype(np.float64) @ b, rtol=tol, atol=tol * 10)
-    np.testing.assert_allclose(outs[0][1], stack_a.astype(np.float64) @ stack_b, rtol=tol, atol=tol * 10)
+    np.testing.assert_allclose(outs[0], a.astype(np.float64) @ b, rtol=tol, atol=tol * 10)
 
 
-def test_the_pool_holds_blas_to_one_thread(thread_counts):
+def test_the_pool_holds_blas_to_one_thread(set_threads):
     libs = _threads._blas_libraries()
     if not libs:
         pytest.skip("threadpoolctl sees no BLAS library")
     before = [lib.get_num_threads() for lib in libs]
     seen = []
-    _threads.set_threads(2)
+    set_threads(2)
     _threads.run_blocks(lambda lo, hi: seen.append([lib.get_num_threads() for lib in libs]), 4)
     assert seen and all(counts == [1] * len(libs) for counts in seen)
     assert [lib.get_num_threads() for lib in libs] == before
@@ -71,7 +59,7 @@ def test_single_blas_nests_and_puts_the_count_back():
     assert [lib.get_num_threads() for lib in libs] == before  # put back after an error too
 
 
-def test_a_loop_that_runs_the_pool_holds_blas_to_its_end_and_splits_products(thread_counts):
+def test_a_loop_that_runs_the_pool_holds_blas_to_its_end_and_splits_products(set_threads):
     libs = _threads._blas_libraries()
     if not libs:
         pytest.skip("threadpoolctl sees no BLAS library")
@@ -81,7 +69,7 @@ def test_a_loop_that_runs_the_pool_holds_blas_to_its_end_and_splits_products(thr
     b = rng.standard_normal((500, 400)).astype(np.float32)
     plain = _threads.gemm(a, b)  # outside any hold: BLAS's own matmul
     np.testing.assert_array_equal(plain, a @ b)
-    _threads.set_threads(2)
+    set_threads(2)
     with _threads.loop_scope():
         assert not _threads.blas_held()  # nothing ran the pool yet: BLAS keeps its threads
         np.testing.assert_array_equal(_threads.gemm(a, b), plain)
@@ -91,7 +79,7 @@ def test_a_loop_that_runs_the_pool_holds_blas_to_its_end_and_splits_products(thr
         with _threads.loop_scope():  # a nested loop (evaluate inside fit) changes nothing
             _threads.run_blocks(lambda lo, hi: None, 2)
         assert _threads.blas_held()
-        _threads.set_threads(1)
+        set_threads(1)
         np.testing.assert_array_equal(_threads.gemm(a, b), split)  # the same parts on one thread
     assert not _threads.blas_held()
     assert [lib.get_num_threads() for lib in libs] == before
