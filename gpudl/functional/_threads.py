@@ -8,11 +8,19 @@ after a Dense layer's product they held the core that the next convolution's loo
 two cores the mnist_cnn conv2 backward took 95 ms after the Dense layers against 48 with BLAS
 at one thread. Setting OpenBLAS to one thread parks its surplus workers at once (measured: a
 compiled loop ran 13.7 ms just after a 2-thread GEMM, 6.8 when the count went to one in
-between, 7.2 with no GEMM), and it costs about 2 us; so the products outside the pool (Dense,
-RNN cells) keep BLAS's own threads, which beat any split of them here, and the pool parks them
-whenever it runs. Products inside the pool are cut into parts fixed by the sizes alone (rows
-or columns of the result, or a batch of products; never the contracted axis, so no sum is
-split) and run on one-thread BLAS, so every result is the same on any number of threads.
+between, 7.2 with no GEMM) for about 2 us, but setting it back lets a still-spinning worker
+resume. Hence three levels:
+
+* ``run_blocks`` holds BLAS at one thread while the pool runs;
+* ``held_gemm`` (the products inside a convolution) always runs held;
+* ``loop_scope`` (around ``fit``, ``evaluate``, ``predict``) keeps the hold from the first time
+  the pool runs to the end of the loop, and ``gemm`` (Dense's products) is split over the pool
+  while it is held. A loop that never runs the pool (an MLP, an RNN) keeps BLAS's own threads,
+  which beat any split of its products here.
+
+Split products are cut into parts fixed by the sizes alone (rows or columns of the result;
+never the contracted axis, so no sum is split) and run on one-thread BLAS, so every result
+is the same on any number of threads.
 
 No numba here: ``import gpudl`` and a model without convolutions stay free of it.
 """
