@@ -145,64 +145,66 @@ def _job_words(words, sent_starts, s0, s1, sample_int, use_sample, state, idx, b
 
 
 @njit(cache=True, nogil=True)
-def _reduced_windows(n, window, state, reduced):
-    """gensim's per-word window shrink: reduced[i] in [0, window) for the job's n words, drawn
-    from the LCG in word order; returns the advanced state."""
-    for i in range(n):
-        reduced[i] = np.int64((state >> _S16) % np.uint64(window))
-        state = _lcg(state)
+def _context_windows(nb, bounds, window, state, spans):
+    """Each word's context [spans[i, 0], spans[i, 1]): gensim's per-word window shrink
+    r in [0, window), drawn from the LCG in word order, cut to the word's sentence (bounds of
+    the job's nb sentences); returns the advanced state."""
+    for si in range(nb):
+        start = bounds[si]
+        end = bounds[si + 1]
+        for i in range(start, end):
+            r = np.int64((state >> _S16) % np.uint64(window))
+            state = _lcg(state)
+            spans[i, 0] = max(start, i - window + r)
+            spans[i, 1] = min(end, i + window + 1 - r)
     return state
 
 
 @njit(cache=True, nogil=True, fastmath=True)
 def _train_job(syn0, syn1, words, sent_starts, s0, s1, sample_int, use_sample, cum_table,
-               window, negative, sg, cbow_mean, alpha, state, idx, bounds, reduced, work, neu1):
+               window, negative, sg, cbow_mean, alpha, state, idx, bounds, spans, work, neu1):
     """gensim's ``train_batch_sg`` / ``train_batch_cbow`` with negative sampling, for the
     sentences s0..s1. Returns (effective words, state)."""
     n, nb, state = _job_words(words, sent_starts, s0, s1, sample_int, use_sample, state, idx, bounds)
-    state = _reduced_windows(n, window, state, reduced)
+    state = _context_windows(nb, bounds, window, state, spans)
     dims = syn0.shape[1]
-    for si in range(nb):
-        start = bounds[si]
-        end = bounds[si + 1]
-        for i in range(start, end):
-            lo = max(start, i - window + reduced[i])
-            hi = min(end, i + window + 1 - reduced[i])
-            if sg:
-                for j in range(lo, hi):
-                    if j == i:
-                        continue
+    for i in range(n):
+        lo, hi = spans[i, 0], spans[i, 1]
+        if sg:
+            for j in range(lo, hi):
+                if j == i:
+                    continue
+                row = syn0[idx[j]]
+                work[:] = 0
+                state = _ns_update(row, syn1, idx[i], negative, cum_table, alpha, work, state)
+                for a in range(dims):
+                    row[a] += work[a]
+        else:
+            neu1[:] = 0
+            count = 0
+            for j in range(lo, hi):
+                if j != i:
+                    count += 1
                     row = syn0[idx[j]]
-                    work[:] = 0
-                    state = _ns_update(row, syn1, idx[i], negative, cum_table, alpha, work, state)
+                    for a in range(dims):
+                        neu1[a] += row[a]
+            if count == 0:
+                continue
+            if cbow_mean:
+                inv = np.float32(1.0 / count)
+                for a in range(dims):
+                    neu1[a] *= inv
+            work[:] = 0
+            state = _ns_update(neu1, syn1, idx[i], negative, cum_table, alpha, work, state)
+            if not cbow_mean:
+                inv = np.float32(1.0 / count)
+                for a in range(dims):
+                    work[a] *= inv
+            for j in range(lo, hi):
+                if j != i:
+                    row = syn0[idx[j]]
                     for a in range(dims):
                         row[a] += work[a]
-            else:
-                neu1[:] = 0
-                count = 0
-                for j in range(lo, hi):
-                    if j != i:
-                        count += 1
-                        row = syn0[idx[j]]
-                        for a in range(dims):
-                            neu1[a] += row[a]
-                if count == 0:
-                    continue
-                if cbow_mean:
-                    inv = np.float32(1.0 / count)
-                    for a in range(dims):
-                        neu1[a] *= inv
-                work[:] = 0
-                state = _ns_update(neu1, syn1, idx[i], negative, cum_table, alpha, work, state)
-                if not cbow_mean:
-                    inv = np.float32(1.0 / count)
-                    for a in range(dims):
-                        work[a] *= inv
-                for j in range(lo, hi):
-                    if j != i:
-                        row = syn0[idx[j]]
-                        for a in range(dims):
-                            row[a] += work[a]
     return n, state
 
 
@@ -213,14 +215,14 @@ def _train_jobs(syn0, syn1, words, sent_starts, job_sents, job_alpha, job_seed, 
     dims = syn0.shape[1]
     idx = np.empty(MAX_WORDS_IN_BATCH, np.int32)
     bounds = np.empty(MAX_WORDS_IN_BATCH + 1, np.int64)
-    reduced = np.empty(MAX_WORDS_IN_BATCH, np.int64)
+    spans = np.empty((MAX_WORDS_IN_BATCH, 2), np.int64)
     work = np.empty(dims, syn0.dtype)
     neu1 = np.empty(dims, syn0.dtype)
     total = 0
     for j in range(job_alpha.shape[0]):
         n, _ = _train_job(syn0, syn1, words, sent_starts, job_sents[j], job_sents[j + 1], sample_int,
                           use_sample, cum_table, window, negative, sg, cbow_mean, job_alpha[j],
-                          job_seed[j], idx, bounds, reduced, work, neu1)
+                          job_seed[j], idx, bounds, spans, work, neu1)
         total += n
     return total
 
@@ -234,12 +236,12 @@ def _train_jobs_parallel(syn0, syn1, words, sent_starts, job_sents, job_alpha, j
     for j in prange(job_alpha.shape[0]):
         idx = np.empty(MAX_WORDS_IN_BATCH, np.int32)
         bounds = np.empty(MAX_WORDS_IN_BATCH + 1, np.int64)
-        reduced = np.empty(MAX_WORDS_IN_BATCH, np.int64)
+        spans = np.empty((MAX_WORDS_IN_BATCH, 2), np.int64)
         work = np.empty(dims, syn0.dtype)
         neu1 = np.empty(dims, syn0.dtype)
         n, _ = _train_job(syn0, syn1, words, sent_starts, job_sents[j], job_sents[j + 1], sample_int,
                           use_sample, cum_table, window, negative, sg, cbow_mean, job_alpha[j],
-                          job_seed[j], idx, bounds, reduced, work, neu1)
+                          job_seed[j], idx, bounds, spans, work, neu1)
         counts[j] = n
     return counts.sum()
 
@@ -254,33 +256,29 @@ def _job_pairs(words, sent_starts, s0, s1, sample_int, use_sample, cum_table, wi
     idx = np.empty(MAX_WORDS_IN_BATCH, np.int32)
     bounds = np.empty(MAX_WORDS_IN_BATCH + 1, np.int64)
     n, nb, state = _job_words(words, sent_starts, s0, s1, sample_int, use_sample, state, idx, bounds)
-    reduced = np.empty(n, np.int64)
-    state = _reduced_windows(n, window, state, reduced)
+    spans = np.empty((n, 2), np.int64)
+    state = _context_windows(nb, bounds, window, state, spans)
     m = 1 if sg else 2 * window
     cap = n * 2 * window if sg else n
     inputs = np.full((cap, m), -1, np.int32)
     targets = np.empty(cap, np.int32)
     p = 0
-    for si in range(nb):
-        start = bounds[si]
-        end = bounds[si + 1]
-        for i in range(start, end):
-            lo = max(start, i - window + reduced[i])
-            hi = min(end, i + window + 1 - reduced[i])
-            if sg:
-                for j in range(lo, hi):
-                    if j != i:
-                        inputs[p, 0] = idx[j]
-                        targets[p] = idx[i]
-                        p += 1
-            elif hi - lo > 1:
-                c = 0
-                for j in range(lo, hi):
-                    if j != i:
-                        inputs[p, c] = idx[j]
-                        c += 1
-                targets[p] = idx[i]
-                p += 1
+    for i in range(n):
+        lo, hi = spans[i, 0], spans[i, 1]
+        if sg:
+            for j in range(lo, hi):
+                if j != i:
+                    inputs[p, 0] = idx[j]
+                    targets[p] = idx[i]
+                    p += 1
+        elif hi - lo > 1:
+            c = 0
+            for j in range(lo, hi):
+                if j != i:
+                    inputs[p, c] = idx[j]
+                    c += 1
+            targets[p] = idx[i]
+            p += 1
     single = cum_table.shape[0] == 1
     negs = np.empty((p, negative), np.int32)
     for q in range(p):
