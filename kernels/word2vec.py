@@ -44,6 +44,12 @@ def _make(ft):
         return max(z, ZERO) + math.log1p(math.exp(-abs(z)))
 
     @cuda.jit(device=True, inline="always")
+    def pair_column(i, dims):
+        """(pair, column) of element i of a (B, D) array, D = ``dims`` (uint32), in 32 bits."""
+        b = np.uint32(i) // dims
+        return b, np.uint32(i) - b * dims
+
+    @cuda.jit(device=True, inline="always")
     def sigmoid(s):
         if s >= ZERO:
             return ONE / (ONE + math.exp(-s))
@@ -75,8 +81,7 @@ def _make(ft):
         n = grad.shape[0] * grad.shape[1]
         k = negatives.shape[1]
         for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-            b = np.uint32(i) // dims
-            d = np.uint32(i) - b * dims
+            b, d = pair_column(i, dims)
             acc = coef[b, 0] * w[contexts[b], d]
             for j in range(k):
                 acc += coef[b, j + 1] * w[negatives[b, j], d]
@@ -87,8 +92,7 @@ def _make(ft):
         n = u.shape[0] * u.shape[1]
         k = negatives.shape[1]
         for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-            b = np.uint32(i) // dims
-            d = np.uint32(i) - b * dims
+            b, d = pair_column(i, dims)
             x = scale * u[b, d]
             cuda.atomic.add(out, (contexts[b], d), coef[b, 0] * x)
             for j in range(k):
@@ -99,8 +103,7 @@ def _make(ft):
         n = out.shape[0] * out.shape[1]
         m = ids.shape[1]
         for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-            b = np.uint32(i) // dims
-            d = np.uint32(i) - b * dims
+            b, d = pair_column(i, dims)
             acc = ZERO
             count = 0
             for j in range(m):
@@ -117,8 +120,7 @@ def _make(ft):
         n = rows.shape[0] * rows.shape[1]
         m = ids.shape[1]
         for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-            b = np.uint32(i) // dims
-            d = np.uint32(i) - b * dims
+            b, d = pair_column(i, dims)
             count = 0
             for j in range(m):
                 if ids[b, j] >= 0:
